@@ -1,0 +1,75 @@
+# mmaudit: `make audit` then `make test` on a fresh machine. Every target runs `setup` first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# faiss-cpu (default) or faiss-gpu: never both, they install the same `faiss` module.
+FAISS  ?= cpu
+CONFIG ?= pipelines/configs/sample.yaml
+SAMPLE ?= data/sample
+SHARDS ?= $(SAMPLE)/parquet $(SAMPLE)/webdataset
+OUT    ?= runs/sample
+RUN    ?= $(OUT)
+PORT   ?= 8501
+PYTEST_ARGS ?=
+
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP := $(VENV)/.installed-$(FAISS)
+
+.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) system-deps ## create .venv and install mmaudit with pinned dependencies (idempotent)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[$(FAISS),dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# hatesonar's ONNX graph needs the en_US.UTF-8 locale; the dashboard test drives Debian's chromium.
+system-deps:
+	@if ! locale -a 2>/dev/null | grep -qiE '^en_US\.utf-?8$$'; then \
+	  echo "setup: generating the en_US.UTF-8 locale"; \
+	  command -v locale-gen >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq locales >/dev/null; }; \
+	  $(SUDO) sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen && $(SUDO) locale-gen >/dev/null; fi
+	@if ! command -v chromium >/dev/null; then \
+	  echo "setup: installing Debian chromium"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; fi
+
+sample: setup ## build the embedded sample corpus into $(SAMPLE)
+	$(BIN)/mmaudit sample --out $(SAMPLE)
+
+audit: setup ## audit SHARDS (default: the embedded sample) into the run folder OUT
+	@if [ "$(SHARDS)" = "$(SAMPLE)/parquet $(SAMPLE)/webdataset" ]; then $(BIN)/mmaudit sample --out $(SAMPLE) --quiet; fi
+	$(BIN)/mmaudit audit --config $(CONFIG) --out $(OUT) $(foreach s,$(SHARDS),--shards $(s))
+
+dashboard: setup ## open the review dashboard on the run folder RUN
+	$(BIN)/mmaudit dashboard --run $(RUN) --port $(PORT)
+
+report: setup ## write RUN/report/ (report.html, flags.csv/jsonl, removal list)
+	$(BIN)/mmaudit report --run $(RUN)
+
+test: setup ## run the whole test suite (offline, CPU)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## the tests not marked slow
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## ruff fix and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: ## remove runs, sample data and caches (keeps .venv)
+	rm -rf runs data .pytest_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,112 @@
+"""The `mmaudit` command line. Typed errors become one line and a non-zero exit here, in one place."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from audit.errors import AuditError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit image-text corpora for harmful content.")
+console = Console(stderr=True)
+
+
+def _fail(err: AuditError) -> None:
+    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(err.exit_code)
+
+
+@app.command()
+def audit(
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: built-in defaults)")] = None,
+    shards: Annotated[list[str] | None, typer.Option(help="shard file, directory or glob; repeatable")] = None,
+    out: Annotated[str | None, typer.Option(help="run folder (local path or fsspec URL)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="address of an existing Dask scheduler")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key: clip.batch_size=64")] = None,
+) -> None:
+    """Audit a shard set and write a run folder."""
+    from audit.config import load_config, parse_override
+    from audit.pipelines.audit_run import run_audit
+
+    overrides = dict(parse_override(s) for s in set_ or [])
+    if shards:
+        overrides["shards"] = list(shards)
+    if out:
+        overrides["out"] = out
+    if scheduler:
+        overrides["dask.scheduler"] = scheduler
+    if device:
+        overrides["device"] = device
+    try:
+        cfg = load_config(config, overrides)
+        summary = run_audit(cfg, console=console)
+    except AuditError as e:
+        _fail(e)
+    for warning in summary.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    console.print(
+        f"rows in {summary.rows_in} = scored {summary.rows_scored} + quarantined {summary.rows_quarantined}; "
+        f"flagged {summary.rows_flagged}"
+    )
+    for reason, n in summary.flags_by_reason.items():
+        console.print(f"  {reason:<24} {n}")
+    print(f"run folder: {cfg.out}")
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option(help="where to write the sample corpus")] = Path("data/sample"),
+    quiet: Annotated[bool, typer.Option(help="print nothing")] = False,
+) -> None:
+    """Build the embedded sample corpus (deterministic; real photos from scikit-image/scikit-learn)."""
+    from audit.sample import build_sample
+
+    written = build_sample(out)
+    if not quiet:
+        for fmt, paths in written.items():
+            print(f"{fmt:<16} {' '.join(paths)}")
+
+
+@app.command()
+def report(run: Annotated[str, typer.Option(help="run folder")] = "runs/sample") -> None:
+    """Write RUN/report/: report.html, flags.csv, flags.jsonl and removal_list.txt."""
+    from audit.report import write_report
+
+    try:
+        paths = write_report(run)
+    except AuditError as e:
+        _fail(e)
+    for p in paths:
+        print(p)
+
+
+@app.command()
+def dashboard(
+    run: Annotated[str, typer.Option(help="run folder to review")] = "runs/sample",
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
+    headless: Annotated[bool, typer.Option(help="do not open a browser")] = True,
+) -> None:
+    """Serve the Streamlit review dashboard for a run folder."""
+    import subprocess
+
+    from audit.dashboards import app as dashboard_app
+
+    cmd = [sys.executable, "-m", "streamlit", "run", dashboard_app.__file__, "--server.port", str(port),
+           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false", "--", "--run", run]
+    console.print(f"dashboard: http://localhost:{port}  (run folder {run})")
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

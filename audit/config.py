@@ -1,0 +1,135 @@
+"""The audit config: YAML validated by pydantic, plus ``key.path=value`` overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from audit.errors import ConfigError
+
+Device = Literal["auto", "cpu", "cuda"]
+TextScorerName = Literal["profanity_check", "hatesonar"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClipSettings(_Section):
+    # open_clip model name ("ViT-B-32") or "local-dir:/path" holding open_clip_config.json + weights
+    model: str = "ViT-B-32"
+    # open_clip pretrained tag ("laion2b_s34b_b79k") or a local checkpoint file; null = no weights
+    pretrained: str | None = "laion2b_s34b_b79k"
+    # Random weights only when asked for: every CLIP-based score is then marked not meaningful.
+    allow_random_weights: bool = False
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+
+
+class TextSettings(_Section):
+    scorers: tuple[TextScorerName, ...] = ("profanity_check", "hatesonar")
+    batch_size: int = Field(256, ge=1)
+
+
+class ImageSettings(_Section):
+    # PIL's own decompression-bomb limit; larger images are quarantined, not decoded.
+    max_pixels: int = Field(89_478_485, ge=1)
+
+
+class DaskSettings(_Section):
+    scheduler: str | None = None  # address of an existing cluster; None starts a LocalCluster
+    n_workers: int | None = Field(None, ge=1)  # None: sized to the machine
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "auto"
+    retries: int = Field(2, ge=0)
+
+
+class AuditConfig(_Section):
+    name: str | None = None
+    shards: tuple[str, ...] = ()
+    out: str = "runs/audit"
+    device: Device = "auto"
+    # Never touch a model hub: load weights only from local files and caches.
+    offline: bool = True
+    rules: str = "default"  # a packaged rule set name or a YAML file
+    clip: ClipSettings = ClipSettings()
+    text: TextSettings = TextSettings()
+    images: ImageSettings = ImageSettings()
+    dask: DaskSettings = DaskSettings()
+
+    @property
+    def run_name(self) -> str:
+        return self.name or Path(self.out.rstrip("/")).name
+
+    def scoring_dict(self) -> dict[str, Any]:
+        """The part of the config that changes scores (not where inputs and outputs live)."""
+        d = self.model_dump(mode="json")
+        for k in ("name", "shards", "out", "dask"):
+            d.pop(k)
+        return d
+
+    def scoring_hash(self) -> str:
+        blob = json.dumps(self.scoring_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        section: type[BaseModel] = AuditConfig
+        for part in first["loc"][:-1]:
+            section = section.model_fields[str(part)].annotation  # type: ignore[assignment]
+        allowed = ", ".join(section.model_fields)
+        return f"{source}: unknown config key '{loc}' (allowed here: {allowed})"
+    return f"{source}: invalid value for '{loc}': {first['msg']}"
+
+
+def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"override '{dotted}': '{p}' is not a section")
+    d[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AuditConfig:
+    """Read a YAML config (or the defaults), apply dotted overrides, validate."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the config must be a mapping of keys")
+        data = loaded or {}
+    for key, value in (overrides or {}).items():
+        _set_path(data, key, value)
+    try:
+        return AuditConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def packaged_file(folder: str, name: str) -> Path:
+    """A YAML file shipped in audit.pipelines (rules, configs, prompt banks)."""
+    return Path(str(resources.files("audit.pipelines").joinpath(folder, name)))

@@ -1,0 +1,34 @@
+"""Resolve ``device: auto|cpu|cuda`` once per process."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from audit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@functools.cache
+def resolve_device(requested: str) -> str:
+    """'cuda' without a GPU is an error; 'auto' falls back to the CPU and says so once."""
+    if requested == "cpu":
+        return "cpu"
+    has_cuda = cuda_available()
+    if requested == "cuda":
+        if not has_cuda:
+            raise ConfigError("device: cuda was asked for but no CUDA GPU is visible (use device: auto or cpu)")
+        return "cuda"
+    if requested != "auto":
+        raise ConfigError(f"device: unknown value {requested!r} (allowed: auto, cpu, cuda)")
+    if not has_cuda:
+        log.info("device: auto -> cpu (no CUDA GPU visible)")
+        return "cpu"
+    return "cuda"

@@ -1,0 +1,148 @@
+"""Merge per-shard pieces into the corpus-wide tables, then write summary.json and manifest.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from importlib import metadata
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from audit.config import AuditConfig
+from audit.rules import load_rules, skipped_rules
+from audit.runfolder import RunFolder
+from audit.schemas import (
+    CLIP_RANDOM_WARNING,
+    FLAGS_SCHEMA,
+    QUARANTINE_SCHEMA,
+    Manifest,
+    ShardRecord,
+    Summary,
+)
+
+VERSIONED_PACKAGES = (
+    "mmaudit", "torch", "open_clip_torch", "numpy", "pyarrow", "dask", "distributed",
+    "faiss-cpu", "faiss-gpu", "alt-profanity-check", "hatesonar", "onnxruntime", "pillow",
+)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _concat_parts(run: RunFolder, kind: str, shard_ids: list[str], schema: pa.Schema) -> pa.Table:
+    tables = [run.read_parquet(run.part(kind, s), schema=schema) for s in shard_ids]
+    return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
+
+
+def _counts(values: list) -> dict[str, int]:
+    return dict(sorted(Counter(str(v) for v in values).items()))
+
+
+def _image_status(run: RunFolder, shard_ids: list[str]) -> dict[str, int]:
+    counter: Counter[str] = Counter()
+    for s in shard_ids:
+        col = run.read_parquet(run.scores(s)).column("image_status")
+        counter.update(str(v) for v in col.to_pylist())
+    return dict(sorted(counter.items()))
+
+
+def finalize_run(
+    run: RunFolder,
+    cfg: AuditConfig,
+    records: list[ShardRecord],
+    *,
+    created_at: str,
+    scheduler: str,
+    timings: dict[str, float],
+) -> Summary:
+    done = [r for r in records if r.status == "done"]
+    done_ids = [r.shard_id for r in done]
+    flags = _concat_parts(run, "flags", done_ids, FLAGS_SCHEMA)
+    if flags.num_rows:
+        order = pc.sort_indices(flags, [("severity_rank", "descending"), ("shard_id", "ascending"), ("row_index", "ascending")])
+        flags = flags.take(order)
+    quarantine = _concat_parts(run, "quarantine", done_ids, QUARANTINE_SCHEMA)
+    run.write_parquet(run.flags, flags)
+    run.write_parquet(run.quarantine, quarantine)
+
+    clip = next((r.models["clip"] for r in done if "clip" in r.models), None)
+    clip_meaningful = clip is not None and clip.weights != "random"
+    rules = load_rules(cfg.rules)
+    warnings = [CLIP_RANDOM_WARNING] if clip is not None and not clip_meaningful else []
+    failed = [r for r in records if r.status == "failed"]
+    warnings += [f"shard {r.shard_id} ({r.path}) failed: {r.error}" for r in failed]
+    warnings += [note for r in done for note in r.notes]
+    scored = sum(r.rows_scored for r in done)
+    summary = Summary(
+        run_name=cfg.run_name,
+        status="partial" if failed else "complete",
+        rows_in=sum(r.rows_in for r in done),
+        rows_scored=scored,
+        rows_quarantined=sum(r.rows_quarantined for r in done),
+        rows_flagged=flags.num_rows,
+        shards_done=len(done),
+        shards_failed=len(failed),
+        flags_by_reason=_counts([x for reasons in flags.column("reasons").to_pylist() for x in reasons]),
+        flags_by_severity=_counts(flags.column("severity").to_pylist()),
+        quarantine_by_reason=_counts(quarantine.column("reason").to_pylist()),
+        image_status=_image_status(run, done_ids),
+        clip_weights=clip.weights if clip else "unknown",
+        clip_meaningful=clip_meaningful,
+        warnings=warnings,
+        skipped_rules=skipped_rules(rules, clip_meaningful),
+    )
+    # the same invariant, checked against the files actually written
+    written = quarantine.num_rows + sum(run.read_parquet(run.scores(s)).num_rows for s in done_ids)
+    if written != summary.rows_in:
+        raise AssertionError(f"run folder holds {written} rows for {summary.rows_in} rows in")
+    run.write_json(run.summary, summary)
+    write_manifest(run, cfg, records, created_at=created_at, scheduler=scheduler, timings=timings,
+                   status=summary.status, finished=True)
+    return summary
+
+
+def write_manifest(
+    run: RunFolder,
+    cfg: AuditConfig,
+    records: list[ShardRecord],
+    *,
+    created_at: str,
+    scheduler: str,
+    timings: dict[str, float],
+    status: str,
+    finished: bool,
+) -> Manifest:
+    done = [r for r in records if r.status == "done"]
+    models = {k: v for r in done for k, v in r.models.items()}
+    backends = {k: v for r in done for k, v in r.kernel_backends.items()}
+    rules = load_rules(cfg.rules)
+    manifest = Manifest(
+        run_name=cfg.run_name,
+        created_at=created_at,
+        finished_at=now() if finished else None,
+        status=status,  # type: ignore[arg-type]
+        config=cfg.model_dump(mode="json"),
+        config_hash=cfg.scoring_hash(),
+        rules_hash=rules.sha256,
+        versions=package_versions(),
+        models=models,
+        kernel_backends=backends,
+        device=next((r.device for r in done if r.device), cfg.device),
+        scheduler=scheduler,
+        shards=records,
+        timings=timings,
+    )
+    run.write_json(run.manifest, manifest)
+    return manifest

@@ -1,0 +1,178 @@
+"""Declarative flagging rules: YAML in, flags with reason codes and severity out.
+
+Scorers produce numbers; rules alone turn numbers into flags. A rule set is versioned and its
+hash goes into the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from audit.config import packaged_file
+from audit.errors import RuleError
+from audit.schemas import FLAGS_SCHEMA, SCORE_COLUMNS, SEVERITIES, SOURCE_SCORE_COLUMNS
+
+Op = Literal[">=", ">", "<=", "<", "==", "!="]
+OPS: dict[str, Callable] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+}
+RULE_SCORES = tuple(SCORE_COLUMNS) + SOURCE_SCORE_COLUMNS
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    score: str
+    op: Op
+    value: float | str
+
+    @property
+    def clip_based(self) -> bool:
+        col = SCORE_COLUMNS.get(self.score)
+        return bool(col and col.clip_based)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    reason: str
+    severity: Literal["info", "low", "medium", "high", "critical"]
+    description: str = ""
+    all: tuple[Condition, ...] = ()
+    any: tuple[Condition, ...] = ()
+
+    @model_validator(mode="after")
+    def _has_conditions(self) -> Rule:
+        if not self.all and not self.any:
+            raise ValueError("a rule needs 'all' or 'any' conditions")
+        return self
+
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        return self.all + self.any
+
+    @property
+    def clip_based(self) -> bool:
+        return any(c.clip_based for c in self.conditions)
+
+
+class RuleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: int
+    name: str
+    rules: tuple[Rule, ...] = Field(min_length=1)
+    sha256: str = ""
+
+
+def load_rules(ref: str) -> RuleSet:
+    """A packaged rule set by name ('default') or a YAML file; invalid rules name rule and field."""
+    path = Path(ref) if ref.endswith((".yaml", ".yml")) else packaged_file("rules", f"{ref}.yaml")
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RuleError(f"rules: no rule file {path}") from None
+    data = yaml.safe_load(text)
+    try:
+        rules = RuleSet.model_validate({**(data or {}), "sha256": hashlib.sha256(text.encode()).hexdigest()})
+    except ValidationError as e:
+        raise RuleError(_describe(path, data, e)) from None
+    seen: set[str] = set()
+    for rule in rules.rules:
+        if rule.id in seen:
+            raise RuleError(f"{path}: rule '{rule.id}' is defined twice")
+        seen.add(rule.id)
+        for cond in rule.conditions:
+            if cond.score not in RULE_SCORES:
+                raise RuleError(
+                    f"{path}: rule '{rule.id}' field 'score': unknown score {cond.score!r} "
+                    f"(known: {', '.join(RULE_SCORES)})"
+                )
+            if isinstance(cond.value, str) and cond.op not in ("==", "!="):
+                raise RuleError(f"{path}: rule '{rule.id}' field 'op': {cond.op} needs a number, got {cond.value!r}")
+    return rules
+
+
+def _describe(path: Path, data: object, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = list(first["loc"])
+    where = ""
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        try:
+            where = f"rule '{data['rules'][loc[1]].get('id', '#' + str(loc[1]))}' "  # type: ignore[index]
+        except (TypeError, KeyError, IndexError, AttributeError):
+            where = f"rule #{loc[1]} "
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc) or "rules"
+    return f"{path}: {where}field '{field}': {first['msg']}"
+
+
+def _condition_mask(table: pa.Table, cond: Condition) -> np.ndarray:
+    col = table.column(cond.score)
+    if isinstance(cond.value, str):
+        values = np.asarray(col.to_pylist(), dtype=object)
+        hit = OPS[cond.op](values, cond.value)
+    else:
+        values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        with np.errstate(invalid="ignore"):
+            hit = OPS[cond.op](values, cond.value)
+    valid = pc.is_valid(col).to_numpy(zero_copy_only=False)
+    return np.asarray(hit, dtype=bool) & valid  # a missing score never fires a rule
+
+
+def rule_mask(table: pa.Table, rule: Rule) -> np.ndarray:
+    mask = np.ones(table.num_rows, dtype=bool)
+    for cond in rule.all:
+        mask &= _condition_mask(table, cond)
+    if rule.any:
+        any_mask = np.zeros(table.num_rows, dtype=bool)
+        for cond in rule.any:
+            any_mask |= _condition_mask(table, cond)
+        mask &= any_mask
+    return mask
+
+
+def skipped_rules(rules: RuleSet, clip_meaningful: bool) -> dict[str, str]:
+    if clip_meaningful:
+        return {}
+    return {r.id: "uses CLIP-based scores and CLIP weights are random" for r in rules.rules if r.clip_based}
+
+
+def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> pa.Table:
+    """One FLAGS_SCHEMA row per scored row that at least one rule fires on."""
+    skip = skipped_rules(rules, clip_meaningful)
+    active = [r for r in rules.rules if r.id not in skip]
+    masks = {r.id: rule_mask(scores, r) for r in active}
+    any_fired = np.zeros(scores.num_rows, dtype=bool)
+    for m in masks.values():
+        any_fired |= m
+    rows = np.flatnonzero(any_fired)
+    score_values = {
+        c.score: scores.column(c.score).to_pylist() for r in active for c in r.conditions if not isinstance(c.value, str)
+    }
+    out: dict[str, list] = {name: [] for name in FLAGS_SCHEMA.names}
+    for i in rows:
+        fired = [r for r in active if masks[r.id][i]]
+        rank = max(SEVERITIES.index(r.severity) for r in fired)
+        numeric = [(r, c) for r in fired for c in r.conditions if not isinstance(c.value, str)]
+        out["reasons"].append(list(dict.fromkeys(r.reason for r in fired)))
+        out["rules"].append([r.id for r in fired])
+        out["severity"].append(SEVERITIES[rank])
+        out["severity_rank"].append(rank)
+        out["scores"].append(
+            sorted({c.score: score_values[c.score][i] for _, c in numeric if score_values[c.score][i] is not None}.items())
+        )
+        out["thresholds"].append(sorted({f"{r.id}:{c.score}": float(c.value) for r, c in numeric}.items()))
+        out["clip_meaningful"].append(clip_meaningful)
+    taken = scores.take(pa.array(rows, pa.int64()))
+    for name in ("key", "shard_id", "row_index", "url", "caption"):
+        out[name] = taken.column(name).to_pylist()
+    return pa.table(out, schema=FLAGS_SCHEMA)

@@ -1,0 +1,103 @@
+"""The run folder: where each output lives, and atomic writes (temp file + rename) to any fsspec URL."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import uuid
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    url: str
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.core.url_to_fs(self.url)[0]
+
+    @property
+    def root(self) -> str:
+        return fsspec.core.url_to_fs(self.url)[1]
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    # --- layout -------------------------------------------------------------------------------
+    def scores(self, shard_id: str) -> str:
+        return self.path("scores", f"{shard_id}.parquet")
+
+    def part(self, kind: str, shard_id: str) -> str:
+        """Per-shard pieces of corpus-wide tables (flags, quarantine), merged at the end."""
+        return self.path("parts", kind, f"{shard_id}.parquet")
+
+    def shard_record(self, shard_id: str) -> str:
+        return self.path("shards", f"{shard_id}.json")
+
+    @property
+    def summary(self) -> str:
+        return self.path("summary.json")
+
+    @property
+    def manifest(self) -> str:
+        return self.path("manifest.json")
+
+    @property
+    def flags(self) -> str:
+        return self.path("flags.parquet")
+
+    @property
+    def quarantine(self) -> str:
+        return self.path("quarantine.parquet")
+
+    @property
+    def decisions(self) -> str:
+        return self.path("decisions.db")
+
+    def report(self, name: str = "") -> str:
+        return self.path("report", name) if name else self.path("report")
+
+    # --- io -----------------------------------------------------------------------------------
+    def _atomic(self, final: str, write) -> None:
+        fs = self.fs
+        fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with fs.open(tmp, "wb") as f:
+                write(f)
+            fs.mv(tmp, final)
+        finally:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+
+    def write_parquet(self, path: str, table: pa.Table) -> None:
+        self._atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self._atomic(path, lambda f: f.write(data))
+
+    def write_json(self, path: str, doc: BaseModel | dict) -> None:
+        text = doc.model_dump_json(indent=2) if isinstance(doc, BaseModel) else json.dumps(doc, indent=2)
+        self.write_bytes(path, text.encode())
+
+    def read_json(self, path: str) -> dict:
+        with self.fs.open(path, "rb") as f:
+            return json.loads(f.read())
+
+    def read_parquet(self, path: str, schema: pa.Schema | None = None) -> pa.Table:
+        with self.fs.open(path, "rb") as f:
+            return pq.read_table(f, schema=schema)
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def ls(self, *parts: str) -> list[str]:
+        folder = self.path(*parts)
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p for p in self.fs.ls(folder, detail=False) if ".tmp-" not in p)

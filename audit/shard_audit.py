@@ -1,0 +1,105 @@
+"""Audit one shard: read, score, flag, and write its outputs atomically. Runs inside a worker."""
+
+from __future__ import annotations
+
+import socket
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from audit.config import AuditConfig
+from audit.model_cache import get_models
+from audit.readers import read_shard
+from audit.rules import apply_rules
+from audit.runfolder import RunFolder
+from audit.schemas import QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
+from audit.shards import ShardSpec
+from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
+from audit.stages.text_safety import TextSafetyConfig, score_text_safety
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], name: str):
+    t0 = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - t0, 4)
+
+
+def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(scored rows as SCORES_SCHEMA, quarantined rows as QUARANTINE_SCHEMA)."""
+    bad = pc.is_valid(table.column("quarantine_reason")).to_numpy(zero_copy_only=False)
+    scored = table.filter(pa.array(~bad)).select(SCORES_SCHEMA.names).cast(SCORES_SCHEMA)
+    q = table.filter(pa.array(bad))
+    quarantined = pa.table(
+        {
+            "key": q.column("key"),
+            "shard_id": q.column("shard_id"),
+            "row_index": q.column("row_index"),
+            "url": q.column("url"),
+            "caption": q.column("caption"),
+            "reason": q.column("quarantine_reason"),
+            "detail": q.column("quarantine_detail"),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    return scored, quarantined
+
+
+def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
+    """The chain of row-local stages over an ingested table."""
+    models = get_models(cfg)
+    table = score_clip_similarity(
+        table,
+        ClipSimilarityConfig(batch_size=cfg.clip.batch_size, max_pixels=cfg.images.max_pixels),
+        model=models.clip,
+    )
+    return score_text_safety(table, TextSafetyConfig(batch_size=cfg.text.batch_size), scorers=models.text)
+
+
+def audit_shard(spec: ShardSpec, cfg: AuditConfig, run_url: str) -> ShardRecord:
+    """Everything for one shard; the shard record is written last, so it marks the shard done."""
+    run = RunFolder(run_url)
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "load_models"):
+        models = get_models(cfg)
+    with _timed(seconds, "read"):
+        data = read_shard(spec)
+    with _timed(seconds, "score"):
+        table = score_shard_table(data.table, cfg)
+    scored, quarantined = split_quarantine(table)
+    with _timed(seconds, "flag"):
+        flags = apply_rules(scored, models.rules, clip_meaningful=models.clip.meaningful)
+    with _timed(seconds, "write"):
+        run.write_parquet(run.scores(spec.shard_id), scored)
+        run.write_parquet(run.part("flags", spec.shard_id), flags)
+        run.write_parquet(run.part("quarantine", spec.shard_id), quarantined)
+    if scored.num_rows + quarantined.num_rows != data.table.num_rows:
+        raise AssertionError(f"{spec.path}: rows lost in scoring")  # a bug, never bad data
+    record = ShardRecord(
+        shard_id=spec.shard_id,
+        path=spec.path,
+        format=spec.format,
+        sha256=data.sha256,
+        status="done",
+        rows_in=data.table.num_rows,
+        rows_scored=scored.num_rows,
+        rows_quarantined=quarantined.num_rows,
+        rows_flagged=flags.num_rows,
+        seconds=seconds,
+        config_hash=cfg.scoring_hash(),
+        worker=socket.gethostname(),
+        notes=data.notes,
+        models={"clip": models.clip.record, **{t.name: t.record for t in models.text}},
+        device=models.device,
+        kernel_backends={"paired_cosine": "numpy-float32"},
+    )
+    run.write_json(run.shard_record(spec.shard_id), record)
+    return record
+
+
+def image_status_counts(scored: pa.Table) -> dict[str, int]:
+    values, counts = np.unique(np.asarray(scored.column("image_status").to_pylist(), dtype=str), return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts, strict=True)}

@@ -1,0 +1,166 @@
+"""The audit as a Dask pipeline: one task per shard, then a merge on the driver.
+
+This package is the only code that imports dask.distributed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+
+from dask.distributed import Client, LocalCluster, as_completed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from audit.config import AuditConfig, DaskSettings
+from audit.errors import AuditError, ConfigError, InputFileError, ModelLoadError, RuleError, ShardsFailedError
+from audit.finalize import finalize_run, now, write_manifest
+from audit.rules import load_rules
+from audit.runfolder import RunFolder
+from audit.schemas import ShardRecord, Summary
+from audit.shard_audit import audit_shard
+from audit.shards import ShardSpec, discover_shards, validate_shard
+
+log = logging.getLogger(__name__)
+# Errors that mean every shard would fail the same way: stop the run instead of retrying shards.
+RUN_FATAL = (ModelLoadError, ConfigError, RuleError)
+
+
+@contextlib.contextmanager
+def run_log(run: RunFolder) -> Iterator[None]:
+    """Driver and Dask logs go to RUN/logs/audit.log; the terminal shows progress and warnings only."""
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    if run.fs.protocol not in ("file", ("file", "local")):
+        yield
+        return
+    run.fs.makedirs(run.path("logs"), exist_ok=True)
+    handler = logging.FileHandler(run.path("logs", "audit.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+@contextlib.contextmanager
+def dask_client(settings: DaskSettings, n_tasks: int) -> Iterator[Client]:
+    """Join ``settings.scheduler`` or start a LocalCluster sized to the machine and the work."""
+    if settings.scheduler:
+        try:
+            client = Client(settings.scheduler, timeout="20s")
+        except OSError as e:
+            raise ConfigError(f"dask.scheduler: cannot reach {settings.scheduler} ({e})") from None
+        with client:
+            yield client
+        return
+    workers = settings.n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=settings.threads_per_worker,
+            processes=True,
+            memory_limit=settings.memory_limit,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,  # task errors are recorded per shard instead
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _already_done(run: RunFolder, spec: ShardSpec, cfg: AuditConfig) -> ShardRecord | None:
+    path = run.shard_record(spec.shard_id)
+    if not run.exists(path):
+        return None
+    record = ShardRecord.model_validate(run.read_json(path))
+    if record.status == "done" and record.config_hash == cfg.scoring_hash() and record.path == spec.path:
+        return record
+    return None
+
+
+def _failed(spec: ShardSpec, cfg: AuditConfig, err: BaseException) -> ShardRecord:
+    return ShardRecord(
+        shard_id=spec.shard_id, path=spec.path, format=spec.format, sha256="", status="failed",
+        error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", config_hash=cfg.scoring_hash(),
+    )
+
+
+def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
+    """Validate everything up front, audit the shards not yet done, merge, and summarise."""
+    console = console or Console(stderr=True)
+    t0 = time.perf_counter()
+    specs = discover_shards(cfg.shards)
+    for spec in specs:
+        validate_shard(spec)
+    load_rules(cfg.rules)
+    run = RunFolder(cfg.out)
+    if run.exists(run.summary):
+        run.fs.rm(run.summary)  # a summary only ever describes a finished run
+    created_at = now()
+    done = {s.shard_id: r for s in specs if (r := _already_done(run, s, cfg))}
+    todo = [s for s in specs if s.shard_id not in done]
+    records: dict[str, ShardRecord] = dict(done)
+    scheduler = cfg.dask.scheduler or "LocalCluster"
+    write_manifest(run, cfg, list(records.values()), created_at=created_at, scheduler=scheduler,
+                   timings={}, status="running", finished=False)
+    if done:
+        console.print(f"resume: {len(done)} of {len(specs)} shards already done, skipping them")
+    timings: dict[str, float] = {"validate": round(time.perf_counter() - t0, 3)}
+    if todo:
+        t1 = time.perf_counter()
+        with run_log(run), dask_client(cfg.dask, len(todo)) as client:
+            if client.dashboard_link:
+                console.print(f"Dask dashboard: {client.dashboard_link}")
+            records.update(_run_tasks(client, todo, cfg, run, console))
+        timings["shards"] = round(time.perf_counter() - t1, 3)
+    t2 = time.perf_counter()
+    ordered = [records[s.shard_id] for s in specs]
+    summary = finalize_run(run, cfg, ordered, created_at=created_at, scheduler=scheduler,
+                           timings={**timings, "finalize": round(time.perf_counter() - t2, 3),
+                                    "total": round(time.perf_counter() - t0, 3)})
+    failed = [r for r in ordered if r.status == "failed"]
+    if failed:
+        lines = "; ".join(f"{r.path}: {r.error}" for r in failed)
+        raise ShardsFailedError(f"{len(failed)} of {len(specs)} shards failed ({lines}); run folder: {cfg.out}")
+    return summary
+
+
+def _run_tasks(
+    client: Client, todo: list[ShardSpec], cfg: AuditConfig, run: RunFolder, console: Console
+) -> dict[str, ShardRecord]:
+    futures = {
+        client.submit(audit_shard, spec, cfg, run.url, key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}",
+                      retries=cfg.dask.retries, pure=False): spec
+        for spec in todo
+    }
+    out: dict[str, ShardRecord] = {}
+    rows = 0
+    start = time.perf_counter()
+    columns = (TextColumn("[bold]audit"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("audit", total=len(todo), rate="")
+        for fut in as_completed(list(futures)):
+            spec = futures[fut]
+            try:
+                record = fut.result()
+            except RUN_FATAL as e:
+                for other in futures:
+                    other.cancel()
+                raise type(e)(str(e)) from None
+            except (AuditError, InputFileError, Exception) as e:  # noqa: BLE001 - recorded per shard
+                record = _failed(spec, cfg, e)
+                run.write_json(run.shard_record(spec.shard_id), record)
+                log.error("shard %s failed: %s", spec.shard_id, record.error)
+            out[spec.shard_id] = record
+            rows += record.rows_in
+            rate = rows / max(time.perf_counter() - start, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:,.0f} rows/s")
+    return out

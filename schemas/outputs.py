@@ -1,0 +1,128 @@
+"""Arrow schemas of every table in a run folder, version 1.
+
+These are the one source used by writers, Dask ``meta``, the dashboard and the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+OUTPUT_SCHEMA_VERSION = "1"
+
+
+def _versioned(name: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={"mmaudit.schema": name, "mmaudit.version": OUTPUT_SCHEMA_VERSION})
+
+
+# One row of the corpus after ingest: what every stage receives. Image bytes live only here,
+# never in an output file.
+ROW_FIELDS: list[pa.Field] = [
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("shard_id", pa.string(), nullable=False),
+    pa.field("row_index", pa.int64(), nullable=False),
+    pa.field("url", pa.string()),
+    pa.field("caption", pa.string()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("source_similarity", pa.float32()),
+    pa.field("source_punsafe", pa.float32()),
+    pa.field("source_pwatermark", pa.float32()),
+    pa.field("source_nsfw", pa.string()),
+    pa.field("sha256", pa.string()),
+    pa.field("fetch_status", pa.string()),
+    pa.field("fetch_error", pa.string()),
+]
+INGEST_EXTRA_FIELDS: list[pa.Field] = [
+    pa.field("image", pa.binary()),
+    pa.field("image_embedding", pa.list_(pa.float32())),
+    pa.field("text_embedding", pa.list_(pa.float32())),
+    # Set by ingest or a stage when a row cannot be scored; such rows leave for quarantine.
+    pa.field("quarantine_reason", pa.string()),
+    pa.field("quarantine_detail", pa.string()),
+]
+INGESTED_SCHEMA = _versioned("ingested", ROW_FIELDS + INGEST_EXTRA_FIELDS)
+
+
+@dataclass(frozen=True)
+class ScoreColumn:
+    """A column a scoring stage adds. ``clip_based`` scores mean nothing under random CLIP weights."""
+
+    name: str
+    type: pa.DataType
+    stage: str
+    description: str
+    clip_based: bool = False
+
+
+SCORE_COLUMNS: dict[str, ScoreColumn] = {
+    c.name: c
+    for c in (
+        ScoreColumn("image_status", pa.string(), "clip", "decoded | precomputed | absent"),
+        ScoreColumn("clip_similarity", pa.float32(), "clip", "cosine of CLIP image and text embeddings", True),
+        ScoreColumn("text_offensive_prob", pa.float32(), "text_safety", "alt-profanity-check P(offensive)"),
+        ScoreColumn("text_hate_prob", pa.float32(), "text_safety", "hatesonar P(hate_speech)"),
+        ScoreColumn("text_sonar_offensive_prob", pa.float32(), "text_safety", "hatesonar P(offensive_language)"),
+    )
+}
+
+# Input columns that rules may also use (the dataset's own scores).
+SOURCE_SCORE_COLUMNS = ("source_similarity", "source_punsafe", "source_pwatermark", "source_nsfw")
+
+SCORES_SCHEMA = _versioned(
+    "scores", ROW_FIELDS + [pa.field(c.name, c.type) for c in SCORE_COLUMNS.values()]
+)
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+FLAGS_SCHEMA = _versioned(
+    "flags",
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("shard_id", pa.string(), nullable=False),
+        pa.field("row_index", pa.int64(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("reasons", pa.list_(pa.string()), nullable=False),
+        pa.field("rules", pa.list_(pa.string()), nullable=False),
+        pa.field("severity", pa.string(), nullable=False),
+        pa.field("severity_rank", pa.int8(), nullable=False),
+        # score name -> value, for every score a firing rule looked at
+        pa.field("scores", pa.map_(pa.string(), pa.float64()), nullable=False),
+        # "rule_id:score" -> threshold that score was compared against
+        pa.field("thresholds", pa.map_(pa.string(), pa.float64()), nullable=False),
+        pa.field("clip_meaningful", pa.bool_(), nullable=False),
+    ],
+)
+
+QUARANTINE_SCHEMA = _versioned(
+    "quarantine",
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("shard_id", pa.string(), nullable=False),
+        pa.field("row_index", pa.int64(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+    ],
+)
+
+# Reason codes a quarantine row can carry; tests and the report enumerate these.
+QUARANTINE_REASONS = {
+    "caption_missing": "caption is null or absent",
+    "caption_not_utf8": "caption bytes are not valid UTF-8",
+    "image_missing": "the row has no image bytes although the format carries images",
+    "image_empty": "zero-byte image",
+    "image_undecodable": "bytes are not a decodable image",
+    "image_truncated": "image data ends early",
+    "image_too_large": "more pixels than the configured limit (decompression-bomb guard)",
+    "embedding_missing": "no embedding row for this metadata row (row counts differ)",
+    "embedding_invalid": "embedding holds NaN or inf",
+    "duplicate_key": "a key seen earlier in the same shard",
+}
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()

@@ -1,0 +1,97 @@
+"""JSON documents of a run folder (summary.json, manifest.json, shards/<id>.json), version 1."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RUN_FILES_VERSION = "1"
+
+CLIP_RANDOM_WARNING = (
+    "CLIP weights are RANDOM (no pretrained weights could be loaded and the config allowed it): "
+    "clip_similarity and every CLIP-based score and rule in this run are NOT meaningful."
+)
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRecord(_Doc):
+    name: str
+    source: str  # pretrained tag, file path, package name
+    weights: str  # "pretrained", "file", "random", "package"
+    sha256: str | None = None
+    version: str | None = None
+
+
+class ShardRecord(_Doc):
+    """Per-shard status, written atomically by the task that audited the shard."""
+
+    schema_version: str = RUN_FILES_VERSION
+    shard_id: str
+    path: str
+    format: str
+    sha256: str
+    status: Literal["done", "failed"]
+    error: str | None = None
+    rows_in: int = 0
+    rows_scored: int = 0
+    rows_quarantined: int = 0
+    rows_flagged: int = 0
+    seconds: dict[str, float] = Field(default_factory=dict)
+    config_hash: str
+    worker: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    # what actually ran on the worker that audited this shard
+    models: dict[str, ModelRecord] = Field(default_factory=dict)
+    device: str | None = None
+    kernel_backends: dict[str, str] = Field(default_factory=dict)
+
+
+class Summary(_Doc):
+    schema_version: str = RUN_FILES_VERSION
+    run_name: str
+    status: Literal["complete", "partial"]
+    rows_in: int
+    rows_scored: int
+    rows_quarantined: int
+    rows_flagged: int
+    shards_done: int
+    shards_failed: int
+    flags_by_reason: dict[str, int]
+    flags_by_severity: dict[str, int]
+    quarantine_by_reason: dict[str, int]
+    image_status: dict[str, int]
+    clip_weights: str
+    clip_meaningful: bool
+    warnings: list[str] = Field(default_factory=list)
+    skipped_rules: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rows_accounted_for(self) -> Summary:
+        if self.rows_in != self.rows_scored + self.rows_quarantined:
+            raise ValueError(
+                f"row count invariant broken: rows_in={self.rows_in} != rows_scored={self.rows_scored}"
+                f" + rows_quarantined={self.rows_quarantined}"
+            )
+        return self
+
+
+class Manifest(_Doc):
+    schema_version: str = RUN_FILES_VERSION
+    run_name: str
+    created_at: str
+    finished_at: str | None = None
+    status: Literal["running", "complete", "partial"]
+    config: dict
+    config_hash: str
+    rules_hash: str
+    versions: dict[str, str]
+    models: dict[str, ModelRecord]
+    kernel_backends: dict[str, str]
+    device: str
+    scheduler: str
+    shards: list[ShardRecord]
+    timings: dict[str, float] = Field(default_factory=dict)
