@@ -12,7 +12,9 @@ from rich.console import Console
 
 from audit.errors import AuditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit image-text corpora for harmful content.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Audit image-text corpora for harmful content."
+)
 console = Console(stderr=True)
 
 
@@ -24,11 +26,15 @@ def _fail(err: AuditError) -> None:
 @app.command()
 def audit(
     config: Annotated[Path | None, typer.Option(help="YAML config (default: built-in defaults)")] = None,
-    shards: Annotated[list[str] | None, typer.Option(help="shard file, directory or glob; repeatable")] = None,
+    shards: Annotated[
+        list[str] | None, typer.Option(help="shard file, directory or glob; repeatable")
+    ] = None,
     out: Annotated[str | None, typer.Option(help="run folder (local path or fsspec URL)")] = None,
     scheduler: Annotated[str | None, typer.Option(help="address of an existing Dask scheduler")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key: clip.batch_size=64")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config key: clip.batch_size=64")
+    ] = None,
 ) -> None:
     """Audit a shard set and write a run folder."""
     from audit.config import load_config, parse_override
@@ -97,8 +103,22 @@ def dashboard(
 
     from audit.dashboards import app as dashboard_app
 
-    cmd = [sys.executable, "-m", "streamlit", "run", dashboard_app.__file__, "--server.port", str(port),
-           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false", "--", "--run", run]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        dashboard_app.__file__,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        str(headless).lower(),
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        "--run",
+        run,
+    ]
     console.print(f"dashboard: http://localhost:{port}  (run folder {run})")
     raise typer.Exit(subprocess.call(cmd))
 

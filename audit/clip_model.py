@@ -119,18 +119,28 @@ def load_clip(settings: ClipSettings, device: str, *, offline: bool = True) -> C
                 folder = Path(name.removeprefix("local-dir:"))
                 weights = _local_dir_weights(folder)
                 if weights is None:
-                    raise ModelLoadError(f"clip.model {name}: no open_clip_model.safetensors or .bin in {folder}")
+                    raise ModelLoadError(
+                        f"clip.model {name}: no open_clip_model.safetensors or .bin in {folder}"
+                    )
                 model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
-                record = ModelRecord(name=name, source=str(folder), weights="file", sha256=file_sha256(weights))
+                record = ModelRecord(
+                    name=name, source=str(folder), weights="file", sha256=file_sha256(weights)
+                )
             elif pretrained and Path(pretrained).is_file():
-                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
-                record = ModelRecord(name=name, source=pretrained, weights="file", sha256=file_sha256(pretrained))
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    name, pretrained=pretrained, device=device
+                )
+                record = ModelRecord(
+                    name=name, source=pretrained, weights="file", sha256=file_sha256(pretrained)
+                )
             else:
                 model, preprocess, record = _pretrained_or_random(settings, device)
         except ModelLoadError:
             raise
         except Exception as e:  # open_clip raises RuntimeError/ValueError/OSError for bad names and files
-            raise ModelLoadError(f"clip.model {name!r} / clip.pretrained {pretrained!r}: {_first_line(e)}") from None
+            raise ModelLoadError(
+                f"clip.model {name!r} / clip.pretrained {pretrained!r}: {_first_line(e)}"
+            ) from None
         tokenizer = open_clip.get_tokenizer(name)
     model.eval()
     if device == "cuda":
@@ -147,7 +157,9 @@ def _pretrained_or_random(settings: ClipSettings, device: str) -> tuple[object, 
     failure = "clip.pretrained is null"
     if pretrained:
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device=device
+            )
             return model, preprocess, ModelRecord(name=name, source=pretrained, weights="pretrained")
         except Exception as e:
             if "not found" in str(e).lower() and "config" in str(e).lower():

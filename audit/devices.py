@@ -24,7 +24,9 @@ def resolve_device(requested: str) -> str:
     has_cuda = cuda_available()
     if requested == "cuda":
         if not has_cuda:
-            raise ConfigError("device: cuda was asked for but no CUDA GPU is visible (use device: auto or cpu)")
+            raise ConfigError(
+                "device: cuda was asked for but no CUDA GPU is visible (use device: auto or cpu)"
+            )
         return "cuda"
     if requested != "auto":
         raise ConfigError(f"device: unknown value {requested!r} (allowed: auto, cpu, cuda)")

@@ -22,8 +22,19 @@ from audit.schemas import (
 )
 
 VERSIONED_PACKAGES = (
-    "mmaudit", "torch", "open_clip_torch", "numpy", "pyarrow", "dask", "distributed",
-    "faiss-cpu", "faiss-gpu", "alt-profanity-check", "hatesonar", "onnxruntime", "pillow",
+    "mmaudit",
+    "torch",
+    "open_clip_torch",
+    "numpy",
+    "pyarrow",
+    "dask",
+    "distributed",
+    "faiss-cpu",
+    "faiss-gpu",
+    "alt-profanity-check",
+    "hatesonar",
+    "onnxruntime",
+    "pillow",
 )
 
 
@@ -71,7 +82,9 @@ def finalize_run(
     done_ids = [r.shard_id for r in done]
     flags = _concat_parts(run, "flags", done_ids, FLAGS_SCHEMA)
     if flags.num_rows:
-        order = pc.sort_indices(flags, [("severity_rank", "descending"), ("shard_id", "ascending"), ("row_index", "ascending")])
+        order = pc.sort_indices(
+            flags, [("severity_rank", "descending"), ("shard_id", "ascending"), ("row_index", "ascending")]
+        )
         flags = flags.take(order)
     quarantine = _concat_parts(run, "quarantine", done_ids, QUARANTINE_SCHEMA)
     run.write_parquet(run.flags, flags)
@@ -108,8 +121,16 @@ def finalize_run(
     if written != summary.rows_in:
         raise AssertionError(f"run folder holds {written} rows for {summary.rows_in} rows in")
     run.write_json(run.summary, summary)
-    write_manifest(run, cfg, records, created_at=created_at, scheduler=scheduler, timings=timings,
-                   status=summary.status, finished=True)
+    write_manifest(
+        run,
+        cfg,
+        records,
+        created_at=created_at,
+        scheduler=scheduler,
+        timings=timings,
+        status=summary.status,
+        finished=True,
+    )
     return summary
 
 

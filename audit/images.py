@@ -51,5 +51,7 @@ def decode_image(data: bytes | None, max_pixels: int) -> Image.Image | DecodeFai
         return DecodeFailure("image_too_large", str(e))
     except (OSError, SyntaxError, ValueError) as e:
         text = str(e)
-        reason = "image_truncated" if "truncated" in text or "broken data stream" in text else "image_undecodable"
+        reason = (
+            "image_truncated" if "truncated" in text or "broken data stream" in text else "image_undecodable"
+        )
         return DecodeFailure(reason, text[:200])

@@ -126,9 +126,7 @@ def normalize(table: pa.Table, cols: dict[str, str], spec: ShardSpec, *, carries
     for field in INGESTED_SCHEMA:
         if field.name not in arrays:
             arrays[field.name] = (
-                _as(table, cols, field.name, field.type)
-                if field.name in cols
-                else pa.nulls(n, field.type)
+                _as(table, cols, field.name, field.type) if field.name in cols else pa.nulls(n, field.type)
             )
     return pa.table([arrays[f.name] for f in INGESTED_SCHEMA], schema=INGESTED_SCHEMA)
 
@@ -227,15 +225,24 @@ def read_clip_retrieval_shard(spec: ShardSpec) -> ShardData:
             if reasons[i] is not None:
                 continue
             if row is None:
-                reasons[i], details[i] = "embedding_missing", f"{posixpath.basename(url)} has {emb.shape[0]} rows"
+                reasons[i], details[i] = (
+                    "embedding_missing",
+                    f"{posixpath.basename(url)} has {emb.shape[0]} rows",
+                )
             elif not np.isfinite(row).all():
                 reasons[i], details[i] = "embedding_invalid", f"{name} holds NaN or inf"
-        emb_cols[name] = pa.array([r.tolist() if r is not None else None for r in rows], pa.list_(pa.float32()))
+        emb_cols[name] = pa.array(
+            [r.tolist() if r is not None else None for r in rows], pa.list_(pa.float32())
+        )
     out = base
     for name, arr in emb_cols.items():
         out = out.set_column(out.schema.get_field_index(name), name, arr)
-    out = out.set_column(out.schema.get_field_index("quarantine_reason"), "quarantine_reason", pa.array(reasons, pa.string()))
-    out = out.set_column(out.schema.get_field_index("quarantine_detail"), "quarantine_detail", pa.array(details, pa.string()))
+    out = out.set_column(
+        out.schema.get_field_index("quarantine_reason"), "quarantine_reason", pa.array(reasons, pa.string())
+    )
+    out = out.set_column(
+        out.schema.get_field_index("quarantine_detail"), "quarantine_detail", pa.array(details, pa.string())
+    )
     return ShardData(out, _sha256(data), notes)
 
 

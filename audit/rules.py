@@ -24,7 +24,12 @@ from audit.schemas import FLAGS_SCHEMA, SCORE_COLUMNS, SEVERITIES, SOURCE_SCORE_
 
 Op = Literal[">=", ">", "<=", "<", "==", "!="]
 OPS: dict[str, Callable] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 RULE_SCORES = tuple(SCORE_COLUMNS) + SOURCE_SCORE_COLUMNS
 
@@ -97,7 +102,9 @@ def load_rules(ref: str) -> RuleSet:
                     f"(known: {', '.join(RULE_SCORES)})"
                 )
             if isinstance(cond.value, str) and cond.op not in ("==", "!="):
-                raise RuleError(f"{path}: rule '{rule.id}' field 'op': {cond.op} needs a number, got {cond.value!r}")
+                raise RuleError(
+                    f"{path}: rule '{rule.id}' field 'op': {cond.op} needs a number, got {cond.value!r}"
+                )
     return rules
 
 
@@ -156,7 +163,10 @@ def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> p
         any_fired |= m
     rows = np.flatnonzero(any_fired)
     score_values = {
-        c.score: scores.column(c.score).to_pylist() for r in active for c in r.conditions if not isinstance(c.value, str)
+        c.score: scores.column(c.score).to_pylist()
+        for r in active
+        for c in r.conditions
+        if not isinstance(c.value, str)
     }
     out: dict[str, list] = {name: [] for name in FLAGS_SCHEMA.names}
     for i in rows:
@@ -168,7 +178,13 @@ def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> p
         out["severity"].append(SEVERITIES[rank])
         out["severity_rank"].append(rank)
         out["scores"].append(
-            sorted({c.score: score_values[c.score][i] for _, c in numeric if score_values[c.score][i] is not None}.items())
+            sorted(
+                {
+                    c.score: score_values[c.score][i]
+                    for _, c in numeric
+                    if score_values[c.score][i] is not None
+                }.items()
+            )
         )
         out["thresholds"].append(sorted({f"{r.id}:{c.score}": float(c.value) for r, c in numeric}.items()))
         out["clip_meaningful"].append(clip_meaningful)

@@ -64,7 +64,8 @@ class SampleRow:
     key: str
     caption: str | bytes | None
     image: bytes | None
-    case: str  # matching | mismatched | offensive | hateful | near_duplicate | exact_duplicate | generated | malformed:*
+    # matching, mismatched, offensive, hateful, near_duplicate, exact_duplicate, generated, malformed:<reason>
+    case: str
     status: str = "success"
     error_message: str | None = None
     source: str | None = None  # which photo or shape the image is
@@ -131,9 +132,13 @@ def build_rows() -> list[SampleRow]:
         a, b = names[i], names[(i + 7) % len(names)]
         rows.append(SampleRow(f"mismatch-{i}", captions[b], _jpeg(images[a]), "mismatched", source=a))
     for i, cap in enumerate(OFFENSIVE_CAPTIONS):
-        rows.append(SampleRow(f"offensive-{i}", cap, _jpeg(images[names[i + 2]]), "offensive", source=names[i + 2]))
+        rows.append(
+            SampleRow(f"offensive-{i}", cap, _jpeg(images[names[i + 2]]), "offensive", source=names[i + 2])
+        )
     for i, cap in enumerate(HATEFUL_CAPTIONS):
-        rows.append(SampleRow(f"hateful-{i}", cap, _jpeg(images[names[i + 9]]), "hateful", source=names[i + 9]))
+        rows.append(
+            SampleRow(f"hateful-{i}", cap, _jpeg(images[names[i + 9]]), "hateful", source=names[i + 9])
+        )
     # near-duplicates: re-encoded, resized, cropped copies; exact duplicates: the same bytes again
     for name in ("astronaut", "chelsea", "rocket"):
         im = images[name]
@@ -144,13 +149,20 @@ def build_rows() -> list[SampleRow]:
             "cropped": _jpeg(im.crop((4, 4, w - 4, h - 4))),
         }
         for tag, data in variants.items():
-            rows.append(SampleRow(f"neardup-{name}-{tag}", captions[name], data, "near_duplicate", source=name))
+            rows.append(
+                SampleRow(f"neardup-{name}-{tag}", captions[name], data, "near_duplicate", source=name)
+            )
         rows.append(SampleRow(f"exactdup-{name}", captions[name], _jpeg(im), "exact_duplicate", source=name))
     for shape in GENERATED_SHAPES:
         for colour in COLOURS:
             rows.append(
-                SampleRow(f"gen-{colour}-{shape}", f"a {colour} {shape} on a white background",
-                          _jpeg(_shape(shape, colour, rng)), "generated", source=f"{colour}-{shape}")
+                SampleRow(
+                    f"gen-{colour}-{shape}",
+                    f"a {colour} {shape} on a white background",
+                    _jpeg(_shape(shape, colour, rng)),
+                    "generated",
+                    source=f"{colour}-{shape}",
+                )
             )
     rows.extend(_odd_but_valid_images(images))
     rows.extend(_malformed_rows(images))
@@ -163,35 +175,72 @@ def _odd_but_valid_images(images: dict[str, Image.Image]) -> list[SampleRow]:
     coffee = images["coffee"]
     buf = io.BytesIO()
     coffee.convert("P").save(buf, format="PNG")
-    out.append(SampleRow("mode-palette-png", "a cup of coffee on a saucer", buf.getvalue(), "matching", source="coffee"))
+    out.append(
+        SampleRow(
+            "mode-palette-png", "a cup of coffee on a saucer", buf.getvalue(), "matching", source="coffee"
+        )
+    )
     buf = io.BytesIO()
     rgba = coffee.convert("RGBA")
     rgba.putalpha(200)
     rgba.save(buf, format="PNG")
-    out.append(SampleRow("mode-rgba-png", "a cup of coffee on a saucer", buf.getvalue(), "matching", source="coffee"))
+    out.append(
+        SampleRow("mode-rgba-png", "a cup of coffee on a saucer", buf.getvalue(), "matching", source="coffee")
+    )
     buf = io.BytesIO()
     images["chelsea"].convert("CMYK").save(buf, format="JPEG")
-    out.append(SampleRow("mode-cmyk-jpeg", "a tabby cat looking at the camera", buf.getvalue(), "matching", source="chelsea"))
+    out.append(
+        SampleRow(
+            "mode-cmyk-jpeg",
+            "a tabby cat looking at the camera",
+            buf.getvalue(),
+            "matching",
+            source="chelsea",
+        )
+    )
     buf = io.BytesIO()
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 CW on display
     images["rocket"].transpose(Image.Transpose.ROTATE_90).save(buf, format="JPEG", exif=exif)
-    out.append(SampleRow("mode-exif-rotated", "a rocket on the launch pad", buf.getvalue(), "matching", source="rocket"))
+    out.append(
+        SampleRow(
+            "mode-exif-rotated", "a rocket on the launch pad", buf.getvalue(), "matching", source="rocket"
+        )
+    )
     return out
 
 
 def _malformed_rows(images: dict[str, Image.Image]) -> list[SampleRow]:
     good = _jpeg(images["moon"])
     return [
-        SampleRow("bad-truncated-jpeg", "the surface of the moon", good[: len(good) // 2], "malformed:image_truncated"),
-        SampleRow("bad-not-an-image", "an html error page", b"<html><body>404 Not Found</body></html>",
-                  "malformed:image_undecodable"),
+        SampleRow(
+            "bad-truncated-jpeg",
+            "the surface of the moon",
+            good[: len(good) // 2],
+            "malformed:image_truncated",
+        ),
+        SampleRow(
+            "bad-not-an-image",
+            "an html error page",
+            b"<html><body>404 Not Found</body></html>",
+            "malformed:image_undecodable",
+        ),
         SampleRow("bad-zero-bytes", "an empty file", b"", "malformed:image_empty"),
         SampleRow("bad-null-caption", None, _jpeg(images["coins"]), "malformed:caption_missing"),
-        SampleRow("bad-latin1-caption", "café au lait".encode("latin-1"), _jpeg(images["coffee"]),
-                  "malformed:caption_not_utf8"),
-        SampleRow("fetch-failed", "a photo that could not be downloaded", None, "fetch_failed",
-                  status="failed_to_download", error_message="HTTP Error 404: Not Found"),
+        SampleRow(
+            "bad-latin1-caption",
+            "café au lait".encode("latin-1"),
+            _jpeg(images["coffee"]),
+            "malformed:caption_not_utf8",
+        ),
+        SampleRow(
+            "fetch-failed",
+            "a photo that could not be downloaded",
+            None,
+            "fetch_failed",
+            status="failed_to_download",
+            error_message="HTTP Error 404: Not Found",
+        ),
     ]
 
 
@@ -205,7 +254,10 @@ def _meta(row: SampleRow) -> dict:
         "url": f"{URL_BASE}/{row.key}.jpg",
         "status": row.status,
         "error_message": row.error_message,
-        "width": w, "height": h, "original_width": w, "original_height": h,
+        "width": w,
+        "height": h,
+        "original_width": w,
+        "original_height": h,
         "exif": None,
         "sha256": hashlib.sha256(row.image).hexdigest() if row.image else None,
     }
@@ -252,7 +304,9 @@ def _write_webdataset(rows: list[SampleRow], path: Path) -> None:
 
 def _write_stats(rows: list[SampleRow], path: Path) -> None:
     ok = sum(r.status == "success" for r in rows)
-    path.write_text(json.dumps({"count": len(rows), "successes": ok, "failed_to_download": len(rows) - ok}, indent=2))
+    path.write_text(
+        json.dumps({"count": len(rows), "successes": ok, "failed_to_download": len(rows) - ok}, indent=2)
+    )
 
 
 def _write_laion_metadata(rows: list[SampleRow], path: Path) -> None:
@@ -268,7 +322,9 @@ def _write_laion_metadata(rows: list[SampleRow], path: Path) -> None:
         cols["WIDTH"].append(m["width"])
         cols["LICENSE"].append("?")
         cols["NSFW"].append("NSFW" if r.key == "offensive-0" else "UNSURE" if unsafe else "UNLIKELY")
-        cols["similarity"].append(float(rng.uniform(0.1, 0.27) if r.case == "mismatched" else rng.uniform(0.3, 0.4)))
+        cols["similarity"].append(
+            float(rng.uniform(0.1, 0.27) if r.case == "mismatched" else rng.uniform(0.3, 0.4))
+        )
         cols["punsafe"].append(float(rng.uniform(0.0, 0.1)))
         cols["pwatermark"].append(float(rng.uniform(0.0, 0.3)))
         cols["hash"].append(int(rng.integers(-(2**62), 2**62)))

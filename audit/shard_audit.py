@@ -101,5 +101,7 @@ def audit_shard(spec: ShardSpec, cfg: AuditConfig, run_url: str) -> ShardRecord:
 
 
 def image_status_counts(scored: pa.Table) -> dict[str, int]:
-    values, counts = np.unique(np.asarray(scored.column("image_status").to_pylist(), dtype=str), return_counts=True)
+    values, counts = np.unique(
+        np.asarray(scored.column("image_status").to_pylist(), dtype=str), return_counts=True
+    )
     return {str(v): int(c) for v, c in zip(values, counts, strict=True)}

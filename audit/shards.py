@@ -80,7 +80,9 @@ def discover_shards(inputs: list[str] | tuple[str, ...]) -> list[ShardSpec]:
         elif fs.isdir(path):
             if fs.exists(posixpath.join(path, "img_emb")):
                 for meta, img, txt in _clip_retrieval_shards(fs, path):
-                    found.append((_unstrip(fs, meta), "clip_retrieval", None, _unstrip(fs, img), _unstrip(fs, txt)))
+                    found.append(
+                        (_unstrip(fs, meta), "clip_retrieval", None, _unstrip(fs, img), _unstrip(fs, txt))
+                    )
                 continue
             files = _files_in_dir(fs, path)
             if not files:
@@ -91,15 +93,28 @@ def discover_shards(inputs: list[str] | tuple[str, ...]) -> list[ShardSpec]:
         for f in files:
             if f.endswith(".tar"):
                 side = f[: -len(".tar")] + ".parquet"
-                found.append((_unstrip(fs, f), "webdataset", _unstrip(fs, side) if fs.exists(side) else None, None, None))
+                found.append(
+                    (
+                        _unstrip(fs, f),
+                        "webdataset",
+                        _unstrip(fs, side) if fs.exists(side) else None,
+                        None,
+                        None,
+                    )
+                )
             elif f.endswith(".parquet"):
                 if f[: -len(".parquet")] in tars:
                     continue  # a webdataset sidecar, read with its tar
                 found.append((_unstrip(fs, f), _parquet_format(_unstrip(fs, f)), None, None, None))
             else:
-                raise InputFileError(f"{f}: unknown shard type (expected .parquet, .tar or a clip-retrieval folder)")
+                raise InputFileError(
+                    f"{f}: unknown shard type (expected .parquet, .tar or a clip-retrieval folder)"
+                )
     ids = _shard_ids([f[0] for f in found])
-    return [ShardSpec(sid, p, fmt, side, img, txt) for sid, (p, fmt, side, img, txt) in zip(ids, found, strict=True)]
+    return [
+        ShardSpec(sid, p, fmt, side, img, txt)
+        for sid, (p, fmt, side, img, txt) in zip(ids, found, strict=True)
+    ]
 
 
 def _shard_ids(paths: list[str]) -> list[str]:
@@ -170,8 +185,8 @@ def check_columns(url: str, schema: pa.Schema, fmt: ShardFormat) -> dict[str, st
     cols = column_map(schema)
     for name in REQUIRED_FIELDS[fmt]:
         if name not in cols:
-            aliases = " or ".join(INPUT_FIELDS[name].aliases)
-            raise MissingColumnError(f"{url}: required column {aliases!r} is missing ({fmt} format)")
+            aliases = " or ".join(repr(a) for a in INPUT_FIELDS[name].aliases)
+            raise MissingColumnError(f"{url}: required column {aliases} is missing ({fmt} format)")
     for name, actual in cols.items():
         kind = _kind(schema.field(actual).type)
         if kind != "null" and kind not in INPUT_FIELDS[name].kinds:

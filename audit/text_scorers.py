@@ -42,7 +42,10 @@ class ProfanityCheckScorer:
 
         self._predict_prob = predict_prob
         self.record = ModelRecord(
-            name="alt-profanity-check", source="package", weights="package", version=_version("alt-profanity-check")
+            name="alt-profanity-check",
+            source="package",
+            weights="package",
+            version=_version("alt-profanity-check"),
         )
 
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -70,7 +73,10 @@ class HateSonarScorer:
                 ) from None
             raise ModelLoadError(f"hatesonar model could not be loaded: {str(e).splitlines()[0]}") from None
         self.record = ModelRecord(
-            name="hatesonar", source=str(DEFAULT_MODEL_FILE.name), weights="package", version=_version("hatesonar")
+            name="hatesonar",
+            source=str(DEFAULT_MODEL_FILE.name),
+            weights="package",
+            version=_version("hatesonar"),
         )
 
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

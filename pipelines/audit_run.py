@@ -11,16 +11,23 @@ import os
 import time
 from collections.abc import Iterator
 
+from audit.schemas import ShardRecord, Summary
 from dask.distributed import Client, LocalCluster, as_completed
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from audit.config import AuditConfig, DaskSettings
 from audit.errors import AuditError, ConfigError, InputFileError, ModelLoadError, RuleError, ShardsFailedError
 from audit.finalize import finalize_run, now, write_manifest
 from audit.rules import load_rules
 from audit.runfolder import RunFolder
-from audit.schemas import ShardRecord, Summary
 from audit.shard_audit import audit_shard
 from audit.shards import ShardSpec, discover_shards, validate_shard
 
@@ -87,8 +94,13 @@ def _already_done(run: RunFolder, spec: ShardSpec, cfg: AuditConfig) -> ShardRec
 
 def _failed(spec: ShardSpec, cfg: AuditConfig, err: BaseException) -> ShardRecord:
     return ShardRecord(
-        shard_id=spec.shard_id, path=spec.path, format=spec.format, sha256="", status="failed",
-        error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", config_hash=cfg.scoring_hash(),
+        shard_id=spec.shard_id,
+        path=spec.path,
+        format=spec.format,
+        sha256="",
+        status="failed",
+        error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+        config_hash=cfg.scoring_hash(),
     )
 
 
@@ -108,8 +120,16 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
     todo = [s for s in specs if s.shard_id not in done]
     records: dict[str, ShardRecord] = dict(done)
     scheduler = cfg.dask.scheduler or "LocalCluster"
-    write_manifest(run, cfg, list(records.values()), created_at=created_at, scheduler=scheduler,
-                   timings={}, status="running", finished=False)
+    write_manifest(
+        run,
+        cfg,
+        list(records.values()),
+        created_at=created_at,
+        scheduler=scheduler,
+        timings={},
+        status="running",
+        finished=False,
+    )
     if done:
         console.print(f"resume: {len(done)} of {len(specs)} shards already done, skipping them")
     timings: dict[str, float] = {"validate": round(time.perf_counter() - t0, 3)}
@@ -122,13 +142,24 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
         timings["shards"] = round(time.perf_counter() - t1, 3)
     t2 = time.perf_counter()
     ordered = [records[s.shard_id] for s in specs]
-    summary = finalize_run(run, cfg, ordered, created_at=created_at, scheduler=scheduler,
-                           timings={**timings, "finalize": round(time.perf_counter() - t2, 3),
-                                    "total": round(time.perf_counter() - t0, 3)})
+    summary = finalize_run(
+        run,
+        cfg,
+        ordered,
+        created_at=created_at,
+        scheduler=scheduler,
+        timings={
+            **timings,
+            "finalize": round(time.perf_counter() - t2, 3),
+            "total": round(time.perf_counter() - t0, 3),
+        },
+    )
     failed = [r for r in ordered if r.status == "failed"]
     if failed:
         lines = "; ".join(f"{r.path}: {r.error}" for r in failed)
-        raise ShardsFailedError(f"{len(failed)} of {len(specs)} shards failed ({lines}); run folder: {cfg.out}")
+        raise ShardsFailedError(
+            f"{len(failed)} of {len(specs)} shards failed ({lines}); run folder: {cfg.out}"
+        )
     return summary
 
 
@@ -136,15 +167,29 @@ def _run_tasks(
     client: Client, todo: list[ShardSpec], cfg: AuditConfig, run: RunFolder, console: Console
 ) -> dict[str, ShardRecord]:
     futures = {
-        client.submit(audit_shard, spec, cfg, run.url, key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}",
-                      retries=cfg.dask.retries, pure=False): spec
+        client.submit(
+            audit_shard,
+            spec,
+            cfg,
+            run.url,
+            key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}",
+            retries=cfg.dask.retries,
+            pure=False,
+        ): spec
         for spec in todo
     }
     out: dict[str, ShardRecord] = {}
     rows = 0
     start = time.perf_counter()
-    columns = (TextColumn("[bold]audit"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]audit"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("shards"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("audit", total=len(todo), rate="")
         for fut in as_completed(list(futures)):
@@ -155,7 +200,7 @@ def _run_tasks(
                 for other in futures:
                     other.cancel()
                 raise type(e)(str(e)) from None
-            except (AuditError, InputFileError, Exception) as e:  # noqa: BLE001 - recorded per shard
+            except (AuditError, InputFileError, Exception) as e:
                 record = _failed(spec, cfg, e)
                 run.write_json(run.shard_record(spec.shard_id), record)
                 log.error("shard %s failed: %s", spec.shard_id, record.error)

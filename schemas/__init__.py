@@ -5,15 +5,15 @@
 if __name__ != "audit.schemas":
     raise ImportError("this folder is the audit.schemas package: import audit.schemas, not schemas")
 
-from audit.schemas.inputs import (  # noqa: E402
+from audit.schemas.inputs import (
+    IMG2DATASET_PARQUET_SCHEMA,
     INPUT_FIELDS,
     INPUT_SCHEMA_VERSION,
-    REQUIRED_FIELDS,
-    IMG2DATASET_PARQUET_SCHEMA,
     LAION_METADATA_SCHEMA,
+    REQUIRED_FIELDS,
     WEBDATASET_SIDECAR_SCHEMA,
 )
-from audit.schemas.outputs import (  # noqa: E402
+from audit.schemas.outputs import (
     FLAGS_SCHEMA,
     INGESTED_SCHEMA,
     OUTPUT_SCHEMA_VERSION,
@@ -25,7 +25,7 @@ from audit.schemas.outputs import (  # noqa: E402
     SOURCE_SCORE_COLUMNS,
     ScoreColumn,
 )
-from audit.schemas.run_files import (  # noqa: E402
+from audit.schemas.run_files import (
     CLIP_RANDOM_WARNING,
     Manifest,
     ModelRecord,

@@ -60,19 +60,21 @@ SCORE_COLUMNS: dict[str, ScoreColumn] = {
     c.name: c
     for c in (
         ScoreColumn("image_status", pa.string(), "clip", "decoded | precomputed | absent"),
-        ScoreColumn("clip_similarity", pa.float32(), "clip", "cosine of CLIP image and text embeddings", True),
+        ScoreColumn(
+            "clip_similarity", pa.float32(), "clip", "cosine of CLIP image and text embeddings", True
+        ),
         ScoreColumn("text_offensive_prob", pa.float32(), "text_safety", "alt-profanity-check P(offensive)"),
         ScoreColumn("text_hate_prob", pa.float32(), "text_safety", "hatesonar P(hate_speech)"),
-        ScoreColumn("text_sonar_offensive_prob", pa.float32(), "text_safety", "hatesonar P(offensive_language)"),
+        ScoreColumn(
+            "text_sonar_offensive_prob", pa.float32(), "text_safety", "hatesonar P(offensive_language)"
+        ),
     )
 }
 
 # Input columns that rules may also use (the dataset's own scores).
 SOURCE_SCORE_COLUMNS = ("source_similarity", "source_punsafe", "source_pwatermark", "source_nsfw")
 
-SCORES_SCHEMA = _versioned(
-    "scores", ROW_FIELDS + [pa.field(c.name, c.type) for c in SCORE_COLUMNS.values()]
-)
+SCORES_SCHEMA = _versioned("scores", ROW_FIELDS + [pa.field(c.name, c.type) for c in SCORE_COLUMNS.values()])
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 

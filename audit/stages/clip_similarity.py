@@ -77,8 +77,12 @@ def score_clip_similarity(table: pa.Table, cfg: ClipSimilarityConfig, *, model: 
     # similarity exists where both sides exist: decoded images and precomputed pairs
     txt_pos = {int(i): j for j, i in enumerate(txt_idx)}
     paired_txt = txt_emb[[txt_pos[int(i)] for i in img_idx]] if img_idx.size else img_emb
-    sims = np.concatenate([paired_cosine_cpu(img_emb, paired_txt) if img_idx.size else np.zeros(0, np.float32),
-                           paired_cosine_cpu(pre_i, pre_t) if pre_idx.size else np.zeros(0, np.float32)])
+    sims = np.concatenate(
+        [
+            paired_cosine_cpu(img_emb, paired_txt) if img_idx.size else np.zeros(0, np.float32),
+            paired_cosine_cpu(pre_i, pre_t) if pre_idx.size else np.zeros(0, np.float32),
+        ]
+    )
     sim_idx = np.concatenate([img_idx, pre_idx])
 
     all_img_idx = np.concatenate([img_idx, pre_idx])

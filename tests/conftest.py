@@ -1,0 +1,96 @@
+"""Shared fixtures: the real sample corpus, a tiny locally built CLIP checkpoint, real audit runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CONFIG = REPO / "pipelines" / "configs" / "sample.yaml"
+
+# A real open_clip architecture, shrunk so CPU tests stay fast. Its weights are random values
+# saved to a real checkpoint file and loaded through open_clip's local-dir path.
+TINY_CLIP_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}})
+    )
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{folder}")
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from audit.sample import build_sample
+
+    out = tmp_path_factory.mktemp("sample")
+    build_sample(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def make_config(tiny_clip_dir: Path) -> Callable[..., object]:
+    """The sample config with the tiny CLIP and a small local cluster; keyword overrides are dotted keys."""
+    from audit.config import load_config
+
+    def make(**overrides: object) -> object:
+        base = {
+            "clip.model": f"local-dir:{tiny_clip_dir}",
+            "clip.pretrained": None,
+            "clip.allow_random_weights": False,
+            "dask.n_workers": 1,
+            "dask.retries": 0,
+        }
+        base.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return load_config(SAMPLE_CONFIG, base)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sample_run(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `make audit` runs: the sample config as shipped (ViT-B-32, random weights allowed and
+    reported), on a two-worker LocalCluster. Shared by the read-only tests."""
+    from audit.pipelines.audit_run import run_audit
+
+    from audit.config import load_config
+
+    out = tmp_path_factory.mktemp("runs") / "sample"
+    shards = [str(sample_dir / "parquet"), str(sample_dir / "webdataset")]
+    run_audit(load_config(SAMPLE_CONFIG, {"shards": shards, "out": str(out), "dask.n_workers": 2}))
+    return out

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from audit.clip_model import ClipModel, load_clip
+from audit.config import ClipSettings
+from audit.readers import read_shard
+from audit.shards import discover_shards
+from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tiny_clip_dir: Path) -> ClipModel:
+    return load_clip(ClipSettings(model=f"local-dir:{tiny_clip_dir}", pretrained=None), "cpu")
+
+
+def test_score_clip_similarity_keeps_row_count_and_quarantines_bad_images(
+    sample_dir: Path, tiny_clip: ClipModel
+) -> None:
+    spec = discover_shards([str(sample_dir / "webdataset")])[0]
+    table = read_shard(spec).table
+    out = score_clip_similarity(table, ClipSimilarityConfig(batch_size=8), model=tiny_clip)
+    assert out.num_rows == table.num_rows
+    status = dict(zip(out.column("key").to_pylist(), out.column("image_status").to_pylist(), strict=True))
+    reasons = dict(
+        zip(out.column("key").to_pylist(), out.column("quarantine_reason").to_pylist(), strict=True)
+    )
+    sims = dict(zip(out.column("key").to_pylist(), out.column("clip_similarity").to_pylist(), strict=True))
+    assert status["fetch-failed"] == "absent" and sims["fetch-failed"] is None
+    decoded = [k for k, s in status.items() if s == "decoded"]
+    assert decoded and all(-1.0 <= sims[k] <= 1.0 for k in decoded)
+    for key, reason in reasons.items():
+        if reason is not None:
+            assert sims[key] is None
+
+
+def test_similarity_matches_cosine_of_the_models_own_embeddings(
+    sample_dir: Path, tiny_clip: ClipModel
+) -> None:
+    spec = discover_shards([str(sample_dir / "parquet" / "00000.parquet")])[0]
+    out = score_clip_similarity(read_shard(spec).table, ClipSimilarityConfig(batch_size=4), model=tiny_clip)
+    row = out.filter(pa.compute.equal(out.column("key"), "photo-astronaut"))
+    img = np.asarray(row.column("image_embedding")[0].as_py())
+    txt = tiny_clip.encode_texts([row.column("caption")[0].as_py()])[0]
+    assert row.column("clip_similarity")[0].as_py() == pytest.approx(float(img @ txt), abs=1e-4)
+
+
+def test_precomputed_embeddings_run_no_model(tiny_clip: ClipModel) -> None:
+    rng = np.random.default_rng(1)
+    img, txt = rng.normal(size=(3, 32)).astype(np.float32), rng.normal(size=(3, 32)).astype(np.float32)
+    from audit.schemas import INGESTED_SCHEMA
+
+    cols = {f.name: pa.nulls(3, f.type) for f in INGESTED_SCHEMA}
+    cols.update(
+        key=pa.array(["a", "b", "c"]),
+        shard_id=pa.array(["s"] * 3),
+        row_index=pa.array([0, 1, 2], pa.int64()),
+        caption=pa.array(["x", "y", "z"]),
+        image_embedding=pa.array(img.tolist(), pa.list_(pa.float32())),
+        text_embedding=pa.array(txt.tolist(), pa.list_(pa.float32())),
+    )
+    table = pa.table([cols[f.name] for f in INGESTED_SCHEMA], schema=INGESTED_SCHEMA)
+
+    class NoModel(ClipModel):
+        def encode_images(self, images):  # type: ignore[override]
+            raise AssertionError("image model ran for precomputed rows")
+
+        def encode_texts(self, texts):  # type: ignore[override]
+            raise AssertionError("text model ran for precomputed rows")
+
+    guard = NoModel(tiny_clip.model, tiny_clip.preprocess, tiny_clip.tokenizer, "cpu", tiny_clip.record)
+    out = score_clip_similarity(table, ClipSimilarityConfig(), model=guard)
+    expected = (
+        img / np.linalg.norm(img, axis=1, keepdims=True) * (txt / np.linalg.norm(txt, axis=1, keepdims=True))
+    ).sum(1)
+    np.testing.assert_allclose(out.column("clip_similarity").to_numpy(), expected, atol=1e-5)
+    assert out.column("image_status").to_pylist() == ["precomputed"] * 3

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from audit.schemas import FLAGS_SCHEMA, SCORES_SCHEMA
+
+from audit.errors import RuleError
+from audit.rules import apply_rules, load_rules
+
+
+def _scores(**cols: list) -> pa.Table:
+    n = len(next(iter(cols.values())))
+    base = {
+        "key": [f"k{i}" for i in range(n)],
+        "shard_id": ["s"] * n,
+        "row_index": list(range(n)),
+    }
+    base.update(cols)
+    arrays = [pa.array(base.get(f.name, [None] * n), f.type) for f in SCORES_SCHEMA]
+    return pa.table(arrays, schema=SCORES_SCHEMA)
+
+
+def _rules(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\nname: t\nrules:\n" + body)
+    return path
+
+
+def test_default_rules_flag_offensive_and_keep_missing_scores_silent() -> None:
+    table = _scores(
+        text_offensive_prob=[0.95, 0.1, None],
+        text_hate_prob=[0.7, 0.7, None],
+        text_sonar_offensive_prob=[0.2, 0.2, None],
+    )
+    flags = apply_rules(table, load_rules("default"), clip_meaningful=True)
+    assert flags.schema == FLAGS_SCHEMA
+    assert flags.column("key").to_pylist() == ["k0"]
+    assert flags.column("reasons")[0].as_py() == ["hateful-caption", "offensive-caption"]
+    assert flags.column("severity")[0].as_py() == "high"
+    thresholds = dict(flags.column("thresholds")[0].as_py())
+    assert thresholds["hateful-caption:text_hate_prob"] == pytest.approx(0.6)
+
+
+def test_clip_rules_are_skipped_when_weights_are_random() -> None:
+    table = _scores(clip_similarity=[0.05, 0.5])
+    assert apply_rules(table, load_rules("default"), clip_meaningful=True).column("key").to_pylist() == ["k0"]
+    assert apply_rules(table, load_rules("default"), clip_meaningful=False).num_rows == 0
+
+
+def test_string_conditions_match_the_source_nsfw_tag() -> None:
+    table = _scores(source_nsfw=["NSFW", "UNLIKELY", None])
+    flags = apply_rules(table, load_rules("default"), clip_meaningful=False)
+    assert flags.column("key").to_pylist() == ["k0"]
+    assert flags.column("reasons")[0].as_py() == ["source-nsfw"]
+
+
+def test_unknown_score_names_rule_and_field(tmp_path: Path) -> None:
+    path = _rules(
+        tmp_path, "  - {id: r1, reason: x, severity: low, all: [{score: nope, op: '>', value: 1}]}\n"
+    )
+    with pytest.raises(RuleError, match=r"rule 'r1' field 'score': unknown score 'nope'"):
+        load_rules(str(path))
+
+
+def test_invalid_severity_names_rule_and_field(tmp_path: Path) -> None:
+    path = _rules(
+        tmp_path,
+        "  - {id: r2, reason: x, severity: huge, all: [{score: clip_similarity, op: '>', value: 1}]}\n",
+    )
+    with pytest.raises(RuleError, match=r"rule 'r2' field 'severity'"):
+        load_rules(str(path))
+
+
+def test_rule_without_conditions_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match=r"rule 'r3'.*needs 'all' or 'any'"):
+        load_rules(str(_rules(tmp_path, "  - {id: r3, reason: x, severity: low}\n")))
+
+
+def test_duplicate_rule_ids_are_rejected(tmp_path: Path) -> None:
+    rule = "  - {id: d, reason: x, severity: low, all: [{score: clip_similarity, op: '>', value: 1}]}\n"
+    with pytest.raises(RuleError, match="'d' is defined twice"):
+        load_rules(str(_rules(tmp_path, rule + rule)))
+
+
+def test_rule_set_hash_changes_with_its_text(tmp_path: Path) -> None:
+    a = _rules(
+        tmp_path,
+        "  - {id: a, reason: x, severity: low, all: [{score: clip_similarity, op: '>', value: 1}]}\n",
+    )
+    h1 = load_rules(str(a)).sha256
+    a.write_text(a.read_text().replace("value: 1", "value: 2"))
+    assert load_rules(str(a)).sha256 != h1
