@@ -49,7 +49,8 @@ sample: setup ## build the embedded sample corpus into $(SAMPLE)
 
 audit: setup ## audit SHARDS (default: the embedded sample) into the run folder OUT
 	@if [ "$(SHARDS)" = "$(SAMPLE)/parquet $(SAMPLE)/webdataset" ]; then $(BIN)/mmaudit sample --out $(SAMPLE) --quiet; fi
-	$(BIN)/mmaudit audit --config $(CONFIG) --out $(OUT) $(foreach s,$(SHARDS),--shards $(s))
+	$(BIN)/mmaudit audit --config $(CONFIG) --out $(OUT) $(foreach s,$(SHARDS),--shards $(s)) \
+	  $(if $(filter $(SAMPLE)/%,$(firstword $(SHARDS))),--set 'images.known_bad_lists=[$(SAMPLE)/known_bad.csv]')
 
 dashboard: setup ## open the review dashboard on the run folder RUN
 	$(BIN)/mmaudit dashboard --run $(RUN) --port $(PORT)

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from audit.errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
-TextScorerName = Literal["profanity_check", "hatesonar"]
+TextScorerName = Literal["profanity_check", "hatesonar", "detoxify", "lexicon", "pii"]
+ImageScorerName = Literal["opennsfw", "clip_nsfw"]
 
 
 class _Section(BaseModel):
@@ -32,14 +33,33 @@ class ClipSettings(_Section):
     seed: int = 0
 
 
+class DetoxifySettings(_Section):
+    model_type: Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"] = (
+        "original"
+    )
+    checkpoint: str | None = None  # a local Detoxify .ckpt; loads without network
+    huggingface_config_path: str | None = None  # folder with the transformers config + tokenizer files
+    batch_size: int = Field(32, ge=1)
+
+
 class TextSettings(_Section):
-    scorers: tuple[TextScorerName, ...] = ("profanity_check", "hatesonar")
+    scorers: tuple[TextScorerName, ...] = ("profanity_check", "hatesonar", "lexicon", "pii")
     batch_size: int = Field(256, ge=1)
+    lexicons: str | None = None  # folder of slur/sexual/violence .txt lists; None = packaged
+    detoxify: DetoxifySettings = DetoxifySettings()
 
 
 class ImageSettings(_Section):
     # PIL's own decompression-bomb limit; larger images are quarantined, not decoded.
     max_pixels: int = Field(89_478_485, ge=1)
+    scorers: tuple[ImageScorerName, ...] = ("opennsfw",)
+    batch_size: int = Field(32, ge=1)
+    # LAION's CLIP-embedding NSFW head (torch state dict); required when clip_nsfw is listed
+    clip_nsfw_weights: str | None = None
+    clip_nsfw_hidden: tuple[int, ...] = (1024, 2048, 1024, 256)
+    # known-bad hash lists (see docs/hash-lists.md); a match is never rendered anywhere
+    known_bad_lists: tuple[str, ...] = ()
+    phash_max_distance: int = Field(6, ge=0, le=64)
 
 
 class DaskSettings(_Section):
@@ -70,8 +90,10 @@ class AuditConfig(_Section):
     def scoring_dict(self) -> dict[str, Any]:
         """The part of the config that changes scores (not where inputs and outputs live)."""
         d = self.model_dump(mode="json")
-        for k in ("name", "shards", "out", "dask"):
+        for k in ("name", "shards", "out"):
             d.pop(k)
+        # threads per worker reach the scorers (onnxruntime); the rest of dask is placement only
+        d["dask"] = {"threads_per_worker": self.dask.threads_per_worker}
         return d
 
     def scoring_hash(self) -> str:

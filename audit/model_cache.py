@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from audit.clip_model import ClipModel, load_clip
 from audit.config import AuditConfig
 from audit.devices import resolve_device
+from audit.hashlists import KnownBadLists
+from audit.image_scorers import ClipNsfwScorer, OpenNsfwScorer
 from audit.rules import RuleSet, load_rules
+from audit.schemas import ModelRecord
 from audit.text_scorers import TextScorer, load_text_scorers
 
 
@@ -16,17 +19,38 @@ from audit.text_scorers import TextScorer, load_text_scorers
 class Models:
     clip: ClipModel
     text: list[TextScorer]
+    opennsfw: OpenNsfwScorer | None
+    clip_nsfw: ClipNsfwScorer | None
+    known_bad: KnownBadLists
     rules: RuleSet
     device: str
+
+    def records(self) -> dict[str, ModelRecord]:
+        out = {"clip": self.clip.record, **{t.name: t.record for t in self.text}}
+        for scorer in (self.opennsfw, self.clip_nsfw):
+            if scorer is not None:
+                out[scorer.name] = scorer.record
+        for name, sha in self.known_bad.sha256.items():
+            out[f"known_bad:{name}"] = ModelRecord(name=name, source="hash list", weights="file", sha256=sha)
+        return out
 
 
 @functools.lru_cache(maxsize=2)
 def _build(config_json: str) -> Models:
     cfg = AuditConfig.model_validate_json(config_json)
     device = resolve_device(cfg.device)
+    clip = load_clip(cfg.clip, device, offline=cfg.offline)
+    images = cfg.images
     return Models(
-        clip=load_clip(cfg.clip, device, offline=cfg.offline),
-        text=load_text_scorers(cfg.text.scorers),
+        clip=clip,
+        text=load_text_scorers(cfg.text, device, offline=cfg.offline),
+        opennsfw=OpenNsfwScorer(device, intra_op_threads=cfg.dask.threads_per_worker)
+        if "opennsfw" in images.scorers
+        else None,
+        clip_nsfw=ClipNsfwScorer(images.clip_nsfw_weights, clip.embed_dim, images.clip_nsfw_hidden, device)
+        if "clip_nsfw" in images.scorers
+        else None,
+        known_bad=KnownBadLists(images.known_bad_lists, images.phash_max_distance),
         rules=load_rules(cfg.rules),
         device=device,
     )

@@ -38,7 +38,7 @@ class Condition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     score: str
     op: Op
-    value: float | str
+    value: bool | float | str
 
     @property
     def clip_based(self) -> bool:
@@ -52,6 +52,8 @@ class Rule(BaseModel):
     reason: str
     severity: Literal["info", "low", "medium", "high", "critical"]
     description: str = ""
+    # never render, thumbnail or copy the image of a row this rule fires on (known-bad, csam-risk)
+    never_render: bool = False
     all: tuple[Condition, ...] = ()
     any: tuple[Condition, ...] = ()
 
@@ -96,6 +98,11 @@ def load_rules(ref: str) -> RuleSet:
             raise RuleError(f"{path}: rule '{rule.id}' is defined twice")
         seen.add(rule.id)
         for cond in rule.conditions:
+            column = SCORE_COLUMNS.get(cond.score)
+            if column is not None and pa.types.is_list(column.type):
+                raise RuleError(
+                    f"{path}: rule '{rule.id}' field 'score': {cond.score} is a list; use its count column"
+                )
             if cond.score not in RULE_SCORES:
                 raise RuleError(
                     f"{path}: rule '{rule.id}' field 'score': unknown score {cond.score!r} "
@@ -187,7 +194,9 @@ def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> p
             )
         )
         out["thresholds"].append(sorted({f"{r.id}:{c.score}": float(c.value) for r, c in numeric}.items()))
+        # (bool conditions count as numeric: True is 1.0 in the scores and thresholds maps)
         out["clip_meaningful"].append(clip_meaningful)
+        out["render_blocked"].append(any(r.never_render for r in fired))
     taken = scores.take(pa.array(rows, pa.int64()))
     for name in ("key", "shard_id", "row_index", "url", "caption"):
         out[name] = taken.column(name).to_pylist()

@@ -165,8 +165,58 @@ def build_rows() -> list[SampleRow]:
                 )
             )
     rows.extend(_odd_but_valid_images(images))
+    rows.extend(_caption_cases(images))
+    rows.extend(_known_bad_rows(rng))
     rows.extend(_malformed_rows(images))
     return rows
+
+
+def _caption_cases(images: dict[str, Image.Image]) -> list[SampleRow]:
+    """Lexicon and personal-data cases on benign photos: the caption alone carries the problem."""
+    cases = [
+        ("lexicon-sexual-0", "nude beach photo leaked", "brick", "lexicon_sexual"),
+        ("lexicon-violence-0", "massacre at the clock tower", "clock", "lexicon_violence"),
+        ("pii-0", "contact jane.doe@example.com or call +1 415-555-0132", "page", "pii"),
+        ("pii-1", "for sale, see owner at 1600 Pennsylvania Avenue", "stereo_motorcycle", "pii"),
+        # benign words that contain lexicon terms inside them must not match (word boundaries)
+        ("boundary-0", "Scunthorpe cocktails and assassination-free grapes", "coffee", "matching"),
+    ]
+    return [SampleRow(key, cap, _jpeg(images[src]), case, source=src) for key, cap, src, case in cases]
+
+
+def _known_bad_rows(rng: np.random.Generator) -> list[SampleRow]:
+    """Stand-ins for known-bad material: generated images whose hashes the sample's list carries.
+
+    One matches by SHA-256 of its bytes, one by pHash after re-encoding (different bytes).
+    """
+    exact = _jpeg(_shape("square", "blue", np.random.default_rng(SEED + 7)))
+    listed = _shape("circle", "green", np.random.default_rng(SEED + 8)).rotate(20, fillcolor=(255, 255, 255))
+    return [
+        SampleRow("known-bad-exact", "a blue square", exact, "known_bad", source="listed-by-sha256"),
+        SampleRow(
+            "known-bad-phash",
+            "a green circle",
+            _jpeg(listed, quality=55),
+            "known_bad",
+            source="listed-by-phash",
+        ),
+    ]
+
+
+def known_bad_list_csv() -> str:
+    """The sample's hash list (docs/hash-lists.md format) for the two known-bad stand-ins."""
+    import imagehash
+
+    exact = _jpeg(_shape("square", "blue", np.random.default_rng(SEED + 7)))
+    listed = _shape("circle", "green", np.random.default_rng(SEED + 8)).rotate(20, fillcolor=(255, 255, 255))
+    lines = [
+        "# mmaudit sample hash list: stand-ins for known-bad material (generated shapes)",
+        "algorithm,hash,label",
+        f"sha256,{hashlib.sha256(exact).hexdigest()},sample-exact",
+        f"md5,{hashlib.md5(b'not in the sample').hexdigest()},sample-unused",
+        f"phash,{imagehash.phash(listed)},sample-perceptual",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _odd_but_valid_images(images: dict[str, Image.Image]) -> list[SampleRow]:
@@ -352,6 +402,7 @@ def build_sample(out: str | Path) -> dict[str, list[str]]:
     meta = out / "laion_metadata" / "part-00000.parquet"
     _write_laion_metadata(rows, meta)
     written["laion_metadata"].append(str(meta))
+    (out / "known_bad.csv").write_text(known_bad_list_csv())
     (out / "PLANTED.json").write_text(json.dumps(planted_cases(rows), indent=2))
     return written
 

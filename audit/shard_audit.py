@@ -18,7 +18,11 @@ from audit.runfolder import RunFolder
 from audit.schemas import QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
 from audit.shards import ShardSpec
 from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
+from audit.stages.decode_images import DecodeImagesConfig, decode_images
+from audit.stages.image_safety import ImageNsfwConfig, score_clip_nsfw, score_image_nsfw
+from audit.stages.known_bad import match_known_bad
 from audit.stages.text_safety import TextSafetyConfig, score_text_safety
+from audit.tables import conform
 
 
 @contextmanager
@@ -31,7 +35,7 @@ def _timed(seconds: dict[str, float], name: str):
 def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     """(scored rows as SCORES_SCHEMA, quarantined rows as QUARANTINE_SCHEMA)."""
     bad = pc.is_valid(table.column("quarantine_reason")).to_numpy(zero_copy_only=False)
-    scored = table.filter(pa.array(~bad)).select(SCORES_SCHEMA.names).cast(SCORES_SCHEMA)
+    scored = conform(table.filter(pa.array(~bad)), SCORES_SCHEMA)
     q = table.filter(pa.array(bad))
     quarantined = pa.table(
         {
@@ -49,13 +53,19 @@ def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
 
 
 def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
-    """The chain of row-local stages over an ingested table."""
+    """The chain of row-local stages over an ingested table; every stage keeps every row."""
     models = get_models(cfg)
+    table, images = decode_images(table, DecodeImagesConfig(max_pixels=cfg.images.max_pixels))
+    table = match_known_bad(table, lists=models.known_bad, images=images)
     table = score_clip_similarity(
-        table,
-        ClipSimilarityConfig(batch_size=cfg.clip.batch_size, max_pixels=cfg.images.max_pixels),
-        model=models.clip,
+        table, ClipSimilarityConfig(batch_size=cfg.clip.batch_size), model=models.clip, images=images
     )
+    if models.opennsfw is not None:
+        table = score_image_nsfw(
+            table, ImageNsfwConfig(batch_size=cfg.images.batch_size), model=models.opennsfw, images=images
+        )
+    if models.clip_nsfw is not None:
+        table = score_clip_nsfw(table, model=models.clip_nsfw)
     return score_text_safety(table, TextSafetyConfig(batch_size=cfg.text.batch_size), scorers=models.text)
 
 
@@ -92,7 +102,7 @@ def audit_shard(spec: ShardSpec, cfg: AuditConfig, run_url: str) -> ShardRecord:
         config_hash=cfg.scoring_hash(),
         worker=socket.gethostname(),
         notes=data.notes,
-        models={"clip": models.clip.record, **{t.name: t.record for t in models.text}},
+        models=models.records(),
         device=models.device,
         kernel_backends={"paired_cosine": "numpy-float32"},
     )

@@ -45,3 +45,11 @@ def quarantine(table: pa.Table, reasons: Mapping[int, tuple[str, str]]) -> pa.Ta
     return set_columns(
         table, {"quarantine_reason": pa.array(r, pa.string()), "quarantine_detail": pa.array(d, pa.string())}
     )
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Exactly ``schema``'s columns, in order; columns no stage produced (a scorer that is not
+    configured) are nulls, so every file of a run has the same schema."""
+    n = table.num_rows
+    cols = [table.column(f.name) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema]
+    return pa.table(cols, schema=schema.remove_metadata()).cast(schema)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from audit.config import TextSettings
 from audit.errors import ModelLoadError
 from audit.schemas import ModelRecord
 
@@ -21,7 +22,7 @@ class TextScorer(Protocol):
     columns: tuple[str, ...]
     record: ModelRecord
 
-    def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]: ...
+    def score(self, texts: Sequence[str]) -> dict[str, np.ndarray | list]: ...
 
 
 def _version(dist: str) -> str:
@@ -89,11 +90,19 @@ class HateSonarScorer:
         return {"text_hate_prob": probs[:, 0], "text_sonar_offensive_prob": probs[:, 1]}
 
 
-TEXT_SCORERS: dict[str, type] = {
-    ProfanityCheckScorer.name: ProfanityCheckScorer,
-    HateSonarScorer.name: HateSonarScorer,
-}
+def load_text_scorers(
+    settings: TextSettings, device: str = "cpu", *, offline: bool = True
+) -> list[TextScorer]:
+    """Build the configured scorers once (per worker), in the configured order."""
+    from audit.detoxify_scorer import DetoxifyScorer
+    from audit.lexicon import LexiconScorer
+    from audit.pii import PiiScorer
 
-
-def load_text_scorers(names: Sequence[str]) -> list[TextScorer]:
-    return [TEXT_SCORERS[n]() for n in names]
+    factories = {
+        "profanity_check": ProfanityCheckScorer,
+        "hatesonar": HateSonarScorer,
+        "lexicon": lambda: LexiconScorer(settings.lexicons),
+        "pii": PiiScorer,
+        "detoxify": lambda: DetoxifyScorer(settings.detoxify, device, offline=offline),
+    }
+    return [factories[name]() for name in settings.scorers]

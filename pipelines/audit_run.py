@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Iterator
 
-from audit.schemas import ShardRecord, Summary
 from dask.distributed import Client, LocalCluster, as_completed
 from rich.console import Console
 from rich.progress import (
@@ -28,6 +27,7 @@ from audit.errors import AuditError, ConfigError, InputFileError, ModelLoadError
 from audit.finalize import finalize_run, now, write_manifest
 from audit.rules import load_rules
 from audit.runfolder import RunFolder
+from audit.schemas import ShardRecord, Summary
 from audit.shard_audit import audit_shard
 from audit.shards import ShardSpec, discover_shards, validate_shard
 
@@ -39,7 +39,7 @@ RUN_FATAL = (ModelLoadError, ConfigError, RuleError)
 @contextlib.contextmanager
 def run_log(run: RunFolder) -> Iterator[None]:
     """Driver and Dask logs go to RUN/logs/audit.log; the terminal shows progress and warnings only."""
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     if run.fs.protocol not in ("file", ("file", "local")):
         yield
         return

@@ -68,6 +68,32 @@ SCORE_COLUMNS: dict[str, ScoreColumn] = {
         ScoreColumn(
             "text_sonar_offensive_prob", pa.float32(), "text_safety", "hatesonar P(offensive_language)"
         ),
+        *(
+            ScoreColumn(f"detoxify_{c}", pa.float32(), "text_safety", f"Detoxify P({c})")
+            for c in (
+                "toxicity",
+                "severe_toxicity",
+                "obscene",
+                "threat",
+                "insult",
+                "identity_attack",
+                "sexual_explicit",
+            )
+        ),
+        ScoreColumn("lexicon_slur_hits", pa.int32(), "text_safety", "slur lexicon matches (word-boundary)"),
+        ScoreColumn("lexicon_sexual_hits", pa.int32(), "text_safety", "sexual-content lexicon matches"),
+        ScoreColumn("lexicon_violence_hits", pa.int32(), "text_safety", "violence lexicon matches"),
+        ScoreColumn(
+            "lexicon_terms", pa.list_(pa.string()), "text_safety", "category:term (group) of each match"
+        ),
+        ScoreColumn("pii_count", pa.int32(), "text_safety", "personal-data occurrences in the caption"),
+        ScoreColumn("pii_types", pa.list_(pa.string()), "text_safety", "email, phone, street_address, ..."),
+        ScoreColumn("image_nsfw_prob", pa.float32(), "image_safety", "open_nsfw P(NSFW) on pixels"),
+        ScoreColumn("clip_nsfw_prob", pa.float32(), "image_safety", "LAION CLIP-embedding NSFW head", True),
+        ScoreColumn("image_phash", pa.string(), "known_bad", "64-bit perceptual hash (hex)"),
+        ScoreColumn("known_bad_match", pa.bool_(), "known_bad", "matched a known-bad hash list"),
+        ScoreColumn("known_bad_list", pa.string(), "known_bad", "list:algorithm:label of the match"),
+        ScoreColumn("known_bad_distance", pa.int32(), "known_bad", "pHash Hamming distance (0 for exact)"),
     )
 }
 
@@ -95,6 +121,8 @@ FLAGS_SCHEMA = _versioned(
         # "rule_id:score" -> threshold that score was compared against
         pa.field("thresholds", pa.map_(pa.string(), pa.float64()), nullable=False),
         pa.field("clip_meaningful", pa.bool_(), nullable=False),
+        # known-bad matches and csam-risk: never rendered, thumbnailed or copied anywhere
+        pa.field("render_blocked", pa.bool_(), nullable=False),
     ],
 )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 
 from audit.schemas import SCORE_COLUMNS
 from audit.tables import active_rows, scatter, set_columns
@@ -26,11 +27,25 @@ def score_text_safety(table: pa.Table, cfg: TextSafetyConfig, *, scorers: Sequen
     texts = [captions[i] for i in idx]
     columns: dict[str, pa.Array] = {}
     for scorer in scorers:
-        parts: dict[str, list[np.ndarray]] = {c: [] for c in scorer.columns}
+        parts: dict[str, list] = {c: [] for c in scorer.columns}
         for start in range(0, len(texts), cfg.batch_size):
             for name, values in scorer.score(texts[start : start + cfg.batch_size]).items():
                 parts[name].append(values)
         for name, chunks in parts.items():
-            values = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-            columns[name] = scatter(n, idx, values.astype(np.float32), SCORE_COLUMNS[name].type)
+            columns[name] = _column(n, idx, chunks, SCORE_COLUMNS[name].type)
     return set_columns(table, columns)
+
+
+def _column(n: int, idx: np.ndarray, chunks: list, typ: pa.DataType) -> pa.Array:
+    """Scatter a scorer's values to their rows; NaN (a class the model lacks) becomes null."""
+    if pa.types.is_list(typ):
+        rows: list = [None] * n
+        flat = [v for chunk in chunks for v in chunk]
+        for j, i in enumerate(idx):
+            rows[int(i)] = flat[j]
+        return pa.array(rows, typ)
+    values = np.concatenate(chunks) if chunks else np.zeros(0, typ.to_pandas_dtype())
+    arr = scatter(n, idx, values.astype(typ.to_pandas_dtype()), typ)
+    if pa.types.is_floating(typ) and values.size and np.isnan(values).any():
+        arr = pa.compute.if_else(pa.compute.is_nan(arr), pa.scalar(None, typ), arr)
+    return arr

@@ -11,6 +11,14 @@ from audit.config import ClipSettings
 from audit.readers import read_shard
 from audit.shards import discover_shards
 from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
+from audit.stages.decode_images import DecodeImagesConfig, decode_images
+
+
+def _scored(table: pa.Table, model: ClipModel, batch_size: int = 8) -> pa.Table:
+    table, images = decode_images(table, DecodeImagesConfig())
+    return score_clip_similarity(
+        table, ClipSimilarityConfig(batch_size=batch_size), model=model, images=images
+    )
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +26,12 @@ def tiny_clip(tiny_clip_dir: Path) -> ClipModel:
     return load_clip(ClipSettings(model=f"local-dir:{tiny_clip_dir}", pretrained=None), "cpu")
 
 
-def test_score_clip_similarity_keeps_row_count_and_quarantines_bad_images(
+def test_score_clip_similarity_keeps_row_count_and_scores_only_pairs(
     sample_dir: Path, tiny_clip: ClipModel
 ) -> None:
     spec = discover_shards([str(sample_dir / "webdataset")])[0]
     table = read_shard(spec).table
-    out = score_clip_similarity(table, ClipSimilarityConfig(batch_size=8), model=tiny_clip)
+    out = _scored(table, tiny_clip)
     assert out.num_rows == table.num_rows
     status = dict(zip(out.column("key").to_pylist(), out.column("image_status").to_pylist(), strict=True))
     reasons = dict(
@@ -42,7 +50,7 @@ def test_similarity_matches_cosine_of_the_models_own_embeddings(
     sample_dir: Path, tiny_clip: ClipModel
 ) -> None:
     spec = discover_shards([str(sample_dir / "parquet" / "00000.parquet")])[0]
-    out = score_clip_similarity(read_shard(spec).table, ClipSimilarityConfig(batch_size=4), model=tiny_clip)
+    out = _scored(read_shard(spec).table, tiny_clip, batch_size=4)
     row = out.filter(pa.compute.equal(out.column("key"), "photo-astronaut"))
     img = np.asarray(row.column("image_embedding")[0].as_py())
     txt = tiny_clip.encode_texts([row.column("caption")[0].as_py()])[0]
@@ -73,7 +81,7 @@ def test_precomputed_embeddings_run_no_model(tiny_clip: ClipModel) -> None:
             raise AssertionError("text model ran for precomputed rows")
 
     guard = NoModel(tiny_clip.model, tiny_clip.preprocess, tiny_clip.tokenizer, "cpu", tiny_clip.record)
-    out = score_clip_similarity(table, ClipSimilarityConfig(), model=guard)
+    out = _scored(table, guard)
     expected = (
         img / np.linalg.norm(img, axis=1, keepdims=True) * (txt / np.linalg.norm(txt, axis=1, keepdims=True))
     ).sum(1)

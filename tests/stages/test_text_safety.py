@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from audit.schemas import INGESTED_SCHEMA
 
+from audit.config import TextSettings
+from audit.schemas import INGESTED_SCHEMA
 from audit.stages.text_safety import TextSafetyConfig, score_text_safety
 from audit.text_scorers import load_text_scorers
 
@@ -23,7 +24,7 @@ def _table(captions: list[str | None], quarantined: list[str | None]) -> pa.Tabl
 
 @pytest.fixture(scope="module")
 def scorers():
-    return load_text_scorers(["profanity_check", "hatesonar"])
+    return load_text_scorers(TextSettings(scorers=("profanity_check", "hatesonar")))
 
 
 def test_score_text_safety_keeps_row_count_and_ranks_offensive_higher(scorers) -> None:

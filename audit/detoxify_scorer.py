@@ -1,0 +1,104 @@
+"""Detoxify through its real loading paths: released model names or a local checkpoint.
+
+A local checkpoint is Detoxify's own format (``{"config": {...}, "state_dict": ...}``) plus a
+folder with the transformers config and tokenizer files (``huggingface_config_path``), so it
+loads with no network at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import metadata
+
+import numpy as np
+
+from audit.clip_model import file_sha256, hub_offline
+from audit.config import DetoxifySettings
+from audit.errors import ModelLoadError
+from audit.schemas import ModelRecord
+
+# Detoxify's class names (after its own renaming) -> our score columns
+DETOXIFY_COLUMNS = {
+    "toxicity": "detoxify_toxicity",
+    "severe_toxicity": "detoxify_severe_toxicity",
+    "obscene": "detoxify_obscene",
+    "threat": "detoxify_threat",
+    "insult": "detoxify_insult",
+    "identity_attack": "detoxify_identity_attack",
+    "sexual_explicit": "detoxify_sexual_explicit",
+}
+
+
+class DetoxifyScorer:
+    name = "detoxify"
+    columns = tuple(DETOXIFY_COLUMNS.values())
+
+    def __init__(self, settings: DetoxifySettings, device: str = "cpu", *, offline: bool = True) -> None:
+        import torch
+        from detoxify.detoxify import get_model_and_tokenizer, load_checkpoint
+
+        self.device = device
+        self.batch_size = settings.batch_size
+        try:
+            with hub_offline(offline):
+                if settings.checkpoint:
+                    loaded = torch.load(settings.checkpoint, map_location=device, weights_only=False)
+                    if "config" not in loaded or "state_dict" not in loaded:
+                        raise ModelLoadError(
+                            f"text.detoxify.checkpoint {settings.checkpoint}: not a Detoxify checkpoint"
+                        )
+                    args = dict(loaded["config"]["arch"]["args"])
+                    if settings.huggingface_config_path:
+                        # resolve the base architecture locally instead of by hub name
+                        args["model_type"] = settings.huggingface_config_path
+                    self.model, self.tokenizer = get_model_and_tokenizer(
+                        **args,
+                        state_dict=loaded["state_dict"],
+                        huggingface_config_path=settings.huggingface_config_path,
+                    )
+                    rename = {
+                        "toxic": "toxicity",
+                        "identity_hate": "identity_attack",
+                        "severe_toxic": "severe_toxicity",
+                    }
+                    self.class_names = [
+                        rename.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]
+                    ]
+                    source, weights, sha = settings.checkpoint, "file", file_sha256(settings.checkpoint)
+                else:
+                    self.model, self.tokenizer, self.class_names = load_checkpoint(
+                        model_type=settings.model_type, device=device
+                    )
+                    source, weights, sha = settings.model_type, "pretrained", None
+        except ModelLoadError:
+            raise
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ModelLoadError(
+                f"Detoxify {settings.checkpoint or settings.model_type!r} could not be loaded ({first}); "
+                "give text.detoxify.checkpoint and huggingface_config_path for an offline load"
+            ) from None
+        self.model.to(device).eval()
+        self.record = ModelRecord(
+            name=f"detoxify:{settings.model_type}",
+            source=source,
+            weights=weights,
+            sha256=sha,
+            version=metadata.version("detoxify"),
+        )
+
+    def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        import torch
+
+        n = len(texts)
+        out = {col: np.full(n, np.nan, np.float32) for col in self.columns}
+        for start in range(0, n, self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            inputs = self.tokenizer(batch, return_tensors="pt", truncation=True, padding=True, max_length=512)
+            with torch.no_grad():
+                logits = self.model(**inputs.to(self.device))[0]
+            probs = torch.sigmoid(logits).float().cpu().numpy()
+            for j, cls in enumerate(self.class_names):
+                if cls in DETOXIFY_COLUMNS:
+                    out[DETOXIFY_COLUMNS[cls]][start : start + len(batch)] = probs[:, j]
+        return out

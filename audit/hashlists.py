@@ -1,0 +1,102 @@
+"""Known-bad hash lists: exact (MD5, SHA-256 of image bytes) and perceptual (pHash) matching.
+
+File format (one list per file, UTF-8 CSV with a header; '#' lines are comments):
+
+    algorithm,hash,label
+    sha256,9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08,ncmec-2026-11
+    md5,098f6bcd4621d373cade4e832627b4f6,internal
+    phash,d1c4f0e0f0f0e0c1,internal
+
+A match is the highest severity; matched images are never rendered or copied anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from audit.clip_model import file_sha256
+from audit.errors import ConfigError
+
+ALGORITHMS = ("md5", "sha256", "phash")
+
+
+@dataclass(frozen=True)
+class HashMatch:
+    list_name: str
+    algorithm: str
+    label: str
+    distance: int
+
+
+class KnownBadLists:
+    def __init__(self, paths: tuple[str, ...] | list[str], phash_max_distance: int = 6) -> None:
+        self.exact: dict[tuple[str, str], tuple[str, str]] = {}
+        phashes: list[int] = []
+        self.phash_meta: list[tuple[str, str]] = []
+        self.sha256: dict[str, str] = {}
+        self.max_distance = phash_max_distance
+        for path in paths:
+            name = Path(path).name
+            try:
+                self.sha256[name] = file_sha256(path)
+                lines = [
+                    ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if not ln.startswith("#")
+                ]
+            except FileNotFoundError:
+                raise ConfigError(f"images.known_bad_lists: no such file {path}") from None
+            reader = csv.DictReader(lines)
+            if reader.fieldnames is None or {"algorithm", "hash"} - set(reader.fieldnames):
+                raise ConfigError(f"{path}: a hash list needs the header 'algorithm,hash,label'")
+            for lineno, row in enumerate(reader, start=2):
+                algo, value = (row["algorithm"] or "").strip().lower(), (row["hash"] or "").strip().lower()
+                label = (row.get("label") or "").strip()
+                if algo not in ALGORITHMS:
+                    raise ConfigError(
+                        f"{path}:{lineno}: unknown algorithm {algo!r} (allowed: {', '.join(ALGORITHMS)})"
+                    )
+                try:
+                    int(value, 16)
+                except ValueError:
+                    raise ConfigError(f"{path}:{lineno}: hash {value!r} is not hexadecimal") from None
+                if algo == "phash":
+                    phashes.append(int(value, 16))
+                    self.phash_meta.append((name, label))
+                else:
+                    self.exact[(algo, value)] = (name, label)
+        self._phash = np.asarray(phashes, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self.exact) + len(self._phash)
+
+    def match(
+        self, data: bytes, sha256: str | None, image: Image.Image | None
+    ) -> tuple[HashMatch | None, str | None]:
+        """(the best match or None, the image's pHash as hex or None)."""
+        for algo, digest in (
+            ("sha256", sha256 or hashlib.sha256(data).hexdigest()),
+            ("md5", hashlib.md5(data).hexdigest()),
+        ):
+            hit = self.exact.get((algo, digest.lower()))
+            if hit:
+                return HashMatch(hit[0], algo, hit[1], 0), phash_hex(image)
+        ph = phash_hex(image)
+        if ph is None or not len(self._phash):
+            return None, ph
+        xor = self._phash ^ np.uint64(int(ph, 16))
+        distances = np.unpackbits(xor.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+        best = int(distances.argmin())
+        if distances[best] <= self.max_distance:
+            name, label = self.phash_meta[best]
+            return HashMatch(name, "phash", label, int(distances[best])), ph
+        return None, ph
+
+
+def phash_hex(image: Image.Image | None) -> str | None:
+    return str(imagehash.phash(image)) if image is not None else None

@@ -1,0 +1,124 @@
+"""Lexicon matching on word boundaries with pyahocorasick, robust to case, diacritics,
+leetspeak and zero-width characters.
+
+All captions of a batch are normalised and joined into one string so the automaton runs once
+per batch; that keeps the cost per caption to a few hundred nanoseconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import ahocorasick
+import numpy as np
+
+from audit.config import packaged_file
+from audit.errors import ConfigError
+
+CATEGORIES = ("slur", "sexual", "violence")
+ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+)
+_DROP = str.maketrans("", "", ZERO_WIDTH)
+SEPARATOR = "\x00"  # joins a batch's captions; a NUL is a word boundary, so no match spans two
+
+
+def normalize(text: str) -> str:
+    """Casefold, drop zero-width characters and diacritics, undo common leetspeak."""
+    if not text.isascii():
+        text = text.translate(_DROP)
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        text = text.casefold()
+    return text.lower().translate(LEET)
+
+
+@dataclass(frozen=True)
+class LexiconMatch:
+    category: str
+    term: str
+    group: str | None
+
+
+class Lexicon:
+    """Terms by category, loaded from ``<category>.txt`` files (``term`` or ``term<TAB>group``)."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        folder = Path(folder) if folder else packaged_file("lexicons", "")
+        self.automaton = ahocorasick.Automaton()
+        digest = hashlib.sha256()
+        self.sizes: dict[str, int] = {}
+        for category in CATEGORIES:
+            path = folder / f"{category}.txt"
+            if not path.is_file():
+                raise ConfigError(f"text.lexicons: missing lexicon file {path}")
+            text = path.read_text(encoding="utf-8")
+            digest.update(text.encode())
+            count = 0
+            for line in text.splitlines():
+                if not line.strip() or line.startswith("#"):
+                    continue
+                term, _, group = line.partition("\t")
+                key = normalize(term.strip())
+                matches = self.automaton.get(key, ()) if key in self.automaton else ()
+                self.automaton.add_word(key, (*matches, LexiconMatch(category, key, group.strip() or None)))
+                count += 1
+            self.sizes[category] = count
+        self.automaton.make_automaton()
+        self.sha256 = digest.hexdigest()
+
+    def match(self, captions: Sequence[str]) -> list[list[LexiconMatch]]:
+        """The matches of each caption, in order of appearance."""
+        # Non-ASCII captions are normalised one by one (that can change their length); the ASCII
+        # majority is lowered and de-leeted in one pass over the joined batch, which keeps lengths,
+        # so caption start offsets stay valid.
+        parts = [c if c.isascii() else normalize(c) for c in captions]
+        starts = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]]).tolist() if parts else []
+        joined = SEPARATOR.join(parts).lower().translate(LEET)
+        out: list[list[LexiconMatch]] = [[] for _ in captions]
+        for end, matches in self.automaton.iter(joined):
+            term_len = len(matches[0].term)
+            begin = end - term_len + 1
+            if (begin > 0 and joined[begin - 1].isalnum()) or (
+                end + 1 < len(joined) and joined[end + 1].isalnum()
+            ):
+                continue  # inside a longer word: "Scunthorpe" is not a match
+            row = bisect.bisect_right(starts, begin) - 1
+            out[row].extend(matches)
+        return out
+
+
+class LexiconScorer:
+    """Per-category hit counts and the matched terms, as score columns."""
+
+    name = "lexicon"
+    columns = ("lexicon_slur_hits", "lexicon_sexual_hits", "lexicon_violence_hits", "lexicon_terms")
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        from audit.schemas import ModelRecord
+
+        self.lexicon = Lexicon(folder)
+        source = str(folder) if folder else "packaged"
+        self.record = ModelRecord(
+            name="mmaudit-lexicon", source=source, weights="file", sha256=self.lexicon.sha256
+        )
+
+    def score(self, texts: Sequence[str]) -> dict[str, np.ndarray | list]:
+        found = self.lexicon.match(texts)
+        counts = {c: np.zeros(len(texts), np.int32) for c in CATEGORIES}
+        terms: list[list[str]] = []
+        for i, matches in enumerate(found):
+            for m in matches:
+                counts[m.category][i] += 1
+            terms.append([f"{m.category}:{m.term}" + (f" ({m.group})" if m.group else "") for m in matches])
+        return {
+            "lexicon_slur_hits": counts["slur"],
+            "lexicon_sexual_hits": counts["sexual"],
+            "lexicon_violence_hits": counts["violence"],
+            "lexicon_terms": terms,
+        }

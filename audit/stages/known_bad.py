@@ -1,0 +1,48 @@
+"""Match image bytes and pixels against known-bad hash lists."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+from PIL import Image
+
+from audit.hashlists import KnownBadLists, phash_hex
+from audit.tables import active_rows, set_columns
+
+OUTPUT_COLUMNS = ("image_phash", "known_bad_match", "known_bad_list", "known_bad_distance")
+
+
+def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[int, Image.Image]) -> pa.Table:
+    """Adds the pHash of every decoded image and, where a list matches, which one and how closely.
+
+    Rows without image bytes get null (unknown), never False.
+    """
+    n = table.num_rows
+    raw = table.column("image").to_pylist()
+    sha = table.column("sha256").to_pylist()
+    phash: list[str | None] = [None] * n
+    matched: list[bool | None] = [None] * n
+    which: list[str | None] = [None] * n
+    distance: list[int | None] = [None] * n
+    for i in active_rows(table):
+        i = int(i)
+        if raw[i] is None:
+            continue
+        if not len(lists):
+            phash[i], matched[i] = phash_hex(images.get(i)), False
+            continue
+        hit, phash[i] = lists.match(raw[i], sha[i], images.get(i))
+        matched[i] = hit is not None
+        if hit:
+            which[i] = f"{hit.list_name}:{hit.algorithm}" + (f":{hit.label}" if hit.label else "")
+            distance[i] = hit.distance
+    return set_columns(
+        table,
+        {
+            "image_phash": pa.array(phash, pa.string()),
+            "known_bad_match": pa.array(matched, pa.bool_()),
+            "known_bad_list": pa.array(which, pa.string()),
+            "known_bad_distance": pa.array(distance, pa.int32()),
+        },
+    )
