@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from audit.schemas import FLAGS_SCHEMA, SCORES_SCHEMA
 
 from audit.errors import RuleError
 from audit.rules import apply_rules, load_rules
+from audit.schemas import FLAGS_SCHEMA, SCORES_SCHEMA
 
 
 def _scores(**cols: list) -> pa.Table:

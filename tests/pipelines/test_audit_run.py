@@ -11,7 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from audit.errors import ShardsFailedError
 from audit.pipelines.audit_run import run_audit
+from audit.sample import planted_cases
 from audit.schemas import (
     CLIP_RANDOM_WARNING,
     FLAGS_SCHEMA,
@@ -20,9 +23,6 @@ from audit.schemas import (
     Manifest,
     Summary,
 )
-
-from audit.errors import ShardsFailedError
-from audit.sample import planted_cases
 
 pytestmark = pytest.mark.slow
 
