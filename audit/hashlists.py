@@ -46,16 +46,25 @@ class KnownBadLists:
             name = Path(path).name
             try:
                 self.sha256[name] = file_sha256(path)
-                lines = [
-                    ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if not ln.startswith("#")
-                ]
+                text = Path(path).read_text(encoding="utf-8")
             except FileNotFoundError:
                 raise ConfigError(f"images.known_bad_lists: no such file {path}") from None
-            reader = csv.DictReader(lines)
-            if reader.fieldnames is None or {"algorithm", "hash"} - set(reader.fieldnames):
+            # physical line numbers, so an error points at the line a person would open
+            numbered = [
+                (n, ln)
+                for n, ln in enumerate(text.splitlines(), start=1)
+                if ln.strip() and not ln.startswith("#")
+            ]
+            header = next(csv.reader([numbered[0][1]])) if numbered else []
+            if {"algorithm", "hash"} - {h.strip().lower() for h in header}:
                 raise ConfigError(f"{path}: a hash list needs the header 'algorithm,hash,label'")
-            for lineno, row in enumerate(reader, start=2):
-                algo, value = (row["algorithm"] or "").strip().lower(), (row["hash"] or "").strip().lower()
+            columns = [h.strip().lower() for h in header]
+            for lineno, line in numbered[1:]:
+                row = dict(zip(columns, next(csv.reader([line])), strict=False))
+                algo, value = (
+                    (row.get("algorithm") or "").strip().lower(),
+                    (row.get("hash") or "").strip().lower(),
+                )
                 label = (row.get("label") or "").strip()
                 if algo not in ALGORITHMS:
                     raise ConfigError(

@@ -86,11 +86,16 @@ def make_config(tiny_clip_dir: Path) -> Callable[..., object]:
 def sample_run(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What `make audit` runs: the sample config as shipped (ViT-B-32, random weights allowed and
     reported), on a two-worker LocalCluster. Shared by the read-only tests."""
-    from audit.pipelines.audit_run import run_audit
-
     from audit.config import load_config
+    from audit.pipelines.audit_run import run_audit
 
     out = tmp_path_factory.mktemp("runs") / "sample"
     shards = [str(sample_dir / "parquet"), str(sample_dir / "webdataset")]
-    run_audit(load_config(SAMPLE_CONFIG, {"shards": shards, "out": str(out), "dask.n_workers": 2}))
+    overrides = {
+        "shards": shards,
+        "out": str(out),
+        "dask.n_workers": 2,
+        "images.known_bad_lists": [str(sample_dir / "known_bad.csv")],
+    }
+    run_audit(load_config(SAMPLE_CONFIG, overrides))
     return out

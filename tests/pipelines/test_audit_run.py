@@ -54,9 +54,16 @@ def test_sample_run_flags_planted_captions_and_quarantines_malformed_rows(sample
         assert "offensive-caption" in flags[key], key
     for key in planted["hateful"]:
         assert "hateful-caption" in flags[key], key
-    text_reasons = {"offensive-caption", "hateful-caption"}
-    for key in planted["matching"] + planted["generated"]:
-        assert not text_reasons & set(flags.get(key, [])), key
+    for case, reason in (
+        ("lexicon_sexual", "sexual-terms"),
+        ("lexicon_violence", "violent-terms"),
+        ("pii", "pii"),
+    ):
+        for key in planted[case]:
+            assert reason in flags[key], (case, key)
+    # benign photos and captions: nothing but (meaningless, here skipped) CLIP rules may fire
+    for key in planted["matching"] + planted["generated"] + planted["near_duplicate"]:
+        assert key not in flags, (key, flags.get(key))
     q = pq.read_table(sample_run / "quarantine.parquet")
     got = dict(zip(q.column("key").to_pylist(), q.column("reason").to_pylist(), strict=True))
     expected = {
@@ -66,6 +73,16 @@ def test_sample_run_flags_planted_captions_and_quarantines_malformed_rows(sample
         for k in keys
     }
     assert got == expected
+
+
+def test_known_bad_matches_are_critical_and_never_rendered(sample_run: Path) -> None:
+    flags = pq.read_table(sample_run / "flags.parquet").to_pylist()
+    by_key = {f["key"]: f for f in flags}
+    for key in planted_cases()["known_bad"]:
+        assert by_key[key]["reasons"] == ["known-bad-hash"]
+        assert by_key[key]["severity"] == "critical" and by_key[key]["render_blocked"] is True
+    assert flags[0]["severity"] == "critical"  # flags are ordered most severe first
+    assert not any(f["render_blocked"] for f in flags if f["key"] not in planted_cases()["known_bad"])
 
 
 def test_random_clip_weights_are_said_plainly(sample_run: Path) -> None:

@@ -1,0 +1,92 @@
+"""Detoxify through its real checkpoint format, with a tiny BERT built here (random weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audit.config import DetoxifySettings
+from audit.detoxify_scorer import DetoxifyScorer
+from audit.errors import ModelLoadError
+
+CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+
+
+@pytest.fixture(scope="module")
+def tiny_detoxify(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("detoxify")
+    hf = folder / "hf"
+    hf.mkdir()
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *["a", "the", "dog", "you", "are", "an", "idiot", "nice", "photo", "of"],
+    ]
+    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(hf / "vocab.txt")).save_pretrained(hf)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=len(CLASSES),
+    )
+    cfg.save_pretrained(hf)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(cfg).eval()
+    checkpoint = {
+        "config": {
+            "arch": {
+                "args": {
+                    "model_type": "bert-base-uncased",
+                    "model_name": "BertForSequenceClassification",
+                    "tokenizer_name": "BertTokenizer",
+                    "num_classes": len(CLASSES),
+                }
+            },
+            "dataset": {"args": {"classes": CLASSES}},
+        },
+        "state_dict": model.state_dict(),
+    }
+    torch.save(checkpoint, folder / "tiny.ckpt")
+    return folder / "tiny.ckpt", hf, model
+
+
+def test_local_checkpoint_loads_offline_with_its_own_weights(tiny_detoxify) -> None:
+    ckpt, hf, reference = tiny_detoxify
+    scorer = DetoxifyScorer(
+        DetoxifySettings(checkpoint=str(ckpt), huggingface_config_path=str(hf), batch_size=2)
+    )
+    texts = ["you are an idiot", "a nice photo of a dog", "x" * 5000]
+    out = scorer.score(texts)
+    tokens = scorer.tokenizer(texts, return_tensors="pt", truncation=True, padding=True, max_length=512)
+    with torch.no_grad():
+        expected = torch.sigmoid(reference(**tokens)[0]).numpy()
+    np.testing.assert_allclose(out["detoxify_toxicity"], expected[:, 0], atol=1e-5)
+    np.testing.assert_allclose(out["detoxify_identity_attack"], expected[:, 5], atol=1e-5)
+    assert np.isnan(out["detoxify_sexual_explicit"]).all()  # a class this model does not have
+    assert scorer.record.weights == "file" and len(scorer.record.sha256) == 64
+
+
+def test_released_model_name_without_cache_fails_with_the_offline_way_out(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch hub cache
+    with pytest.raises(ModelLoadError, match="checkpoint and huggingface_config_path"):
+        DetoxifyScorer(DetoxifySettings(model_type="original"))
+
+
+def test_a_file_that_is_not_a_detoxify_checkpoint_is_rejected(tmp_path: Path) -> None:
+    torch.save({"weights": 1}, tmp_path / "x.ckpt")
+    with pytest.raises(ModelLoadError, match="not a Detoxify checkpoint"):
+        DetoxifyScorer(DetoxifySettings(checkpoint=str(tmp_path / "x.ckpt")))
