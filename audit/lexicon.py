@@ -22,10 +22,13 @@ from audit.errors import ConfigError
 
 CATEGORIES = ("slur", "sexual", "violence")
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
-LEET = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
-)
+LEET_MAP = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+LEET = str.maketrans(LEET_MAP)
 _DROP = str.maketrans("", "", ZERO_WIDTH)
+_ASCII_FOLD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "".join(LEET_MAP).encode(),
+    b"abcdefghijklmnopqrstuvwxyz" + "".join(LEET_MAP.values()).encode(),
+)
 SEPARATOR = "\x00"  # joins a batch's captions; a NUL is a word boundary, so no match spans two
 
 
@@ -74,13 +77,19 @@ class Lexicon:
 
     def match(self, captions: Sequence[str]) -> list[list[LexiconMatch]]:
         """The matches of each caption, in order of appearance."""
+        found = self.match_sparse(captions)
+        return [found.get(i, []) for i in range(len(captions))]
+
+    def match_sparse(self, captions: Sequence[str]) -> dict[int, list[LexiconMatch]]:
+        """caption index -> its matches, for the (few) captions that have any."""
         # Non-ASCII captions are normalised one by one (that can change their length); the ASCII
         # majority is lowered and de-leeted in one pass over the joined batch, which keeps lengths,
         # so caption start offsets stay valid.
         parts = [c if c.isascii() else normalize(c) for c in captions]
         starts = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]]).tolist() if parts else []
-        joined = SEPARATOR.join(parts).lower().translate(LEET)
-        out: list[list[LexiconMatch]] = [[] for _ in captions]
+        # bytes.translate on the UTF-8 encoding rewrites ASCII bytes only: same character count
+        joined = SEPARATOR.join(parts).encode("utf-8").translate(_ASCII_FOLD).decode("utf-8")
+        out: dict[int, list[LexiconMatch]] = {}
         for end, matches in self.automaton.iter(joined):
             term_len = len(matches[0].term)
             begin = end - term_len + 1
@@ -89,7 +98,7 @@ class Lexicon:
             ):
                 continue  # inside a longer word: "Scunthorpe" is not a match
             row = bisect.bisect_right(starts, begin) - 1
-            out[row].extend(matches)
+            out.setdefault(row, []).extend(matches)
         return out
 
 
@@ -109,13 +118,14 @@ class LexiconScorer:
         )
 
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray | list]:
-        found = self.lexicon.match(texts)
+        found = self.lexicon.match_sparse(texts)
         counts = {c: np.zeros(len(texts), np.int32) for c in CATEGORIES}
-        terms: list[list[str]] = []
-        for i, matches in enumerate(found):
+        no_terms: list[str] = []
+        terms: list[list[str]] = [no_terms] * len(texts)  # shared empty list: most captions match nothing
+        for i, matches in found.items():
             for m in matches:
                 counts[m.category][i] += 1
-            terms.append([f"{m.category}:{m.term}" + (f" ({m.group})" if m.group else "") for m in matches])
+            terms[i] = [f"{m.category}:{m.term}" + (f" ({m.group})" if m.group else "") for m in matches]
         return {
             "lexicon_slur_hits": counts["slur"],
             "lexicon_sexual_hits": counts["sexual"],

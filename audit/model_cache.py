@@ -43,7 +43,7 @@ def _build(config_json: str) -> Models:
     images = cfg.images
     return Models(
         clip=clip,
-        text=load_text_scorers(cfg.text, device, offline=cfg.offline),
+        text=load_text_scorers(cfg.text, device, offline=cfg.offline, threads=cfg.dask.threads_per_worker),
         opennsfw=OpenNsfwScorer(device, intra_op_threads=cfg.dask.threads_per_worker)
         if "opennsfw" in images.scorers
         else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -60,13 +61,17 @@ class HateSonarScorer:
 
     name = "hatesonar"
     columns = ("text_hate_prob", "text_sonar_offensive_prob")
+    chunk = 64  # measured: small runs on one thread are ~3x faster than one big run
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
         import onnxruntime as ort
         from hatesonar.api import DEFAULT_MODEL_FILE
 
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        graph, self._output = _without_zipmap(DEFAULT_MODEL_FILE)
         try:
-            self._session = ort.InferenceSession(str(DEFAULT_MODEL_FILE), providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception as e:
             if "locale" in str(e).lower():
                 raise ModelLoadError(
@@ -81,17 +86,38 @@ class HateSonarScorer:
         )
 
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        if not texts:
-            empty = np.zeros(0, np.float32)
-            return {"text_hate_prob": empty, "text_sonar_offensive_prob": empty}
-        _labels, probs = self._session.run(None, {"text": np.asarray(list(texts), dtype=object)})
-        # the graph ends in a ZipMap: one {class_index: probability} dict per text
-        probs = np.asarray([[p[0], p[1], p[2]] for p in probs], dtype=np.float32)
+        parts = [np.zeros((0, 3), np.float32)]
+        for start in range(0, len(texts), self.chunk):
+            batch = np.asarray(list(texts[start : start + self.chunk]), dtype=object)
+            (probs,) = self._session.run([self._output], {"text": batch})
+            if not isinstance(probs, np.ndarray):  # the graph still ends in a ZipMap
+                probs = np.asarray([[p[0], p[1], p[2]] for p in probs], np.float32)
+            parts.append(np.asarray(probs, np.float32))
+        probs = np.concatenate(parts)
         return {"text_hate_prob": probs[:, 0], "text_sonar_offensive_prob": probs[:, 1]}
 
 
+def _without_zipmap(model_file: Path) -> tuple[bytes | str, str]:
+    """The graph with its final ZipMap removed, so probabilities come back as one float tensor
+    instead of a Python dict per caption (the weights are untouched)."""
+    import onnx
+
+    model = onnx.load(str(model_file))
+    zipmap = next((n for n in model.graph.node if n.op_type == "ZipMap"), None)
+    if zipmap is None:
+        return str(model_file), model.graph.output[-1].name
+    model.graph.node.remove(zipmap)
+    for out in list(model.graph.output):
+        if out.name == zipmap.output[0]:
+            model.graph.output.remove(out)
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(zipmap.input[0], onnx.TensorProto.FLOAT, [None, 3])
+    )
+    return model.SerializeToString(), zipmap.input[0]
+
+
 def load_text_scorers(
-    settings: TextSettings, device: str = "cpu", *, offline: bool = True
+    settings: TextSettings, device: str = "cpu", *, offline: bool = True, threads: int = 1
 ) -> list[TextScorer]:
     """Build the configured scorers once (per worker), in the configured order."""
     from audit.detoxify_scorer import DetoxifyScorer
@@ -100,7 +126,7 @@ def load_text_scorers(
 
     factories = {
         "profanity_check": ProfanityCheckScorer,
-        "hatesonar": HateSonarScorer,
+        "hatesonar": lambda: HateSonarScorer(threads),
         "lexicon": lambda: LexiconScorer(settings.lexicons),
         "pii": PiiScorer,
         "detoxify": lambda: DetoxifyScorer(settings.detoxify, device, offline=offline),
