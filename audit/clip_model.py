@@ -7,6 +7,7 @@ every output can state that CLIP-based scores are not meaningful.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -72,12 +73,14 @@ class ClipModel:
     def meaningful(self) -> bool:
         return self.record.weights != "random"
 
-    @property
+    @functools.cached_property
     def embed_dim(self) -> int:
-        import torch
+        return int(self.encode_texts([""]).shape[1])
 
-        with torch.no_grad():
-            return int(self.encode_texts([""]).shape[1])
+    @property
+    def architecture(self) -> str:
+        """The open_clip model name without a local-dir prefix, for comparing with embedding sources."""
+        return self.record.name
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch

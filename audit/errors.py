@@ -35,6 +35,10 @@ class ModelLoadError(AuditError):
     """Model weights could not be loaded and the config does not allow a substitute."""
 
 
+class EmbeddingMismatchError(AuditError):
+    """Precomputed embeddings come from another model, or have another dimension, than the config's."""
+
+
 class ShardsFailedError(AuditError):
     """Some shards failed after their retries; the others finished."""
 

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from audit.errors import InputFileError
 from audit.schemas import INGESTED_SCHEMA
 from audit.shards import ShardSpec, check_columns
+from audit.tables import set_columns
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -31,6 +32,7 @@ class ShardData:
     table: pa.Table  # INGESTED_SCHEMA
     sha256: str
     notes: list[str]
+    embedding_model: str | None = None  # the CLIP model precomputed embeddings came from, if known
 
 
 def _read_bytes(url: str) -> bytes:
@@ -200,50 +202,114 @@ def read_webdataset_shard(spec: ShardSpec) -> ShardData:
     return ShardData(normalize(table, cols, spec, carries_images=True), _sha256(data), [])
 
 
+def _load_npy(url: str) -> np.ndarray:
+    try:
+        emb = np.load(io.BytesIO(_read_bytes(url)), allow_pickle=False)
+    except ValueError as e:
+        raise InputFileError(f"{url}: not a readable .npy embedding file ({e})") from None
+    return _check_2d(url, emb)
+
+
+def _check_2d(source: str, emb: np.ndarray) -> np.ndarray:
+    if emb.ndim != 2:
+        raise InputFileError(f"{source}: embeddings must be 2-D (rows x dim), got shape {emb.shape}")
+    return emb.astype(np.float32, copy=False)
+
+
+def attach_embeddings(
+    base: pa.Table, arrays: dict[str, tuple[np.ndarray, str]]
+) -> tuple[pa.Table, list[str]]:
+    """Put precomputed image/text embeddings on their metadata rows.
+
+    Rows without an embedding row (the files disagree in length) and rows holding NaN, inf or an
+    all-zero vector are quarantined; the rest are kept as given and L2-normalised by the CLIP stage.
+    """
+    notes: list[str] = []
+    n = base.num_rows
+    reasons = base.column("quarantine_reason").to_pylist()
+    details = base.column("quarantine_detail").to_pylist()
+    columns: dict[str, pa.Array] = {}
+    for name, (emb, source) in arrays.items():
+        if emb.shape[0] != n:
+            notes.append(f"{source}: {emb.shape[0]} embedding rows for {n} metadata rows")
+        finite = np.isfinite(emb).all(axis=1)
+        nonzero = np.abs(emb).sum(axis=1) > 0
+        for i in range(n):
+            if reasons[i] is not None:
+                continue
+            if i >= emb.shape[0]:
+                reasons[i], details[i] = (
+                    "embedding_missing",
+                    f"{posixpath.basename(source)} has {emb.shape[0]} rows",
+                )
+            elif not finite[i]:
+                reasons[i], details[i] = "embedding_invalid", f"{name} holds NaN or inf"
+            elif not nonzero[i]:
+                reasons[i], details[i] = "embedding_invalid", f"{name} is all zeros"
+        kept = emb[:n]
+        values = pa.array(kept.reshape(-1), pa.float32())
+        offsets = pa.array(np.arange(0, kept.size + 1, kept.shape[1], dtype=np.int32))
+        col = pa.ListArray.from_arrays(offsets, values)
+        if kept.shape[0] < n:
+            col = pa.concat_arrays([col, pa.nulls(n - kept.shape[0], pa.list_(pa.float32()))])
+        columns[name] = col
+    columns["quarantine_reason"] = pa.array(reasons, pa.string())
+    columns["quarantine_detail"] = pa.array(details, pa.string())
+    return set_columns(base, columns), notes
+
+
 def read_clip_retrieval_shard(spec: ShardSpec) -> ShardData:
     data = _read_bytes(spec.path)
     table = _parquet(spec.path, data)
     cols = check_columns(spec.path, table.schema, "clip_retrieval")
     base = normalize(table, cols, spec, carries_images=False)
-    notes: list[str] = []
-    n = base.num_rows
-    reasons = base.column("quarantine_reason").to_pylist()
-    details = base.column("quarantine_detail").to_pylist()
-    emb_cols = {}
-    for name, url in (("image_embedding", spec.image_embeddings), ("text_embedding", spec.text_embeddings)):
-        raw = _read_bytes(url)
-        try:
-            emb = np.load(io.BytesIO(raw), allow_pickle=False).astype(np.float32, copy=False)
-        except ValueError as e:
-            raise InputFileError(f"{url}: not a readable .npy embedding file ({e})") from None
-        if emb.ndim != 2:
-            raise InputFileError(f"{url}: embeddings must be 2-D (rows x dim), got shape {emb.shape}")
-        if emb.shape[0] != n:
-            notes.append(f"{url}: {emb.shape[0]} embedding rows for {n} metadata rows")
-        rows: list[np.ndarray | None] = [emb[i] if i < emb.shape[0] else None for i in range(n)]
-        for i, row in enumerate(rows):
-            if reasons[i] is not None:
-                continue
-            if row is None:
-                reasons[i], details[i] = (
-                    "embedding_missing",
-                    f"{posixpath.basename(url)} has {emb.shape[0]} rows",
-                )
-            elif not np.isfinite(row).all():
-                reasons[i], details[i] = "embedding_invalid", f"{name} holds NaN or inf"
-        emb_cols[name] = pa.array(
-            [r.tolist() if r is not None else None for r in rows], pa.list_(pa.float32())
+    arrays = {
+        "image_embedding": (_load_npy(spec.image_embeddings), spec.image_embeddings),
+        "text_embedding": (_load_npy(spec.text_embeddings), spec.text_embeddings),
+    }
+    out, notes = attach_embeddings(base, arrays)
+    return ShardData(out, _sha256(data), notes, embedding_model=_declared_model(spec))
+
+
+def _declared_model(spec: ShardSpec) -> str | None:
+    """clip-retrieval folders do not record their model; mmaudit's own exports and users may add
+    an ``embeddings.json`` ({"model": "ViT-B-32", ...}) at the folder root."""
+    root = posixpath.dirname(posixpath.dirname(spec.path))
+    try:
+        with fsspec.open(posixpath.join(root, "embeddings.json"), "rb") as f:
+            return json.loads(f.read()).get("model")
+    except FileNotFoundError:
+        return None
+
+
+# DataComp's .npz keys: <prefix>_img / <prefix>_txt, one prefix per CLIP model
+DATACOMP_MODELS = {"b32": "ViT-B-32", "l14": "ViT-L-14"}
+
+
+def read_datacomp_shard(spec: ShardSpec, clip_model: str | None = None) -> ShardData:
+    data = _read_bytes(spec.path)
+    table = _parquet(spec.path, data)
+    cols = check_columns(spec.path, table.schema, "datacomp")
+    base = normalize(table, cols, spec, carries_images="image" in cols)
+    try:
+        npz = np.load(io.BytesIO(_read_bytes(spec.image_embeddings)), allow_pickle=False)
+    except ValueError as e:
+        raise InputFileError(f"{spec.image_embeddings}: not a readable .npz file ({e})") from None
+    present = {
+        p: m for p, m in DATACOMP_MODELS.items() if f"{p}_img" in npz.files and f"{p}_txt" in npz.files
+    }
+    if not present:
+        raise InputFileError(
+            f"{spec.image_embeddings}: no <model>_img/<model>_txt arrays (found {npz.files})"
         )
-    out = base
-    for name, arr in emb_cols.items():
-        out = out.set_column(out.schema.get_field_index(name), name, arr)
-    out = out.set_column(
-        out.schema.get_field_index("quarantine_reason"), "quarantine_reason", pa.array(reasons, pa.string())
-    )
-    out = out.set_column(
-        out.schema.get_field_index("quarantine_detail"), "quarantine_detail", pa.array(details, pa.string())
-    )
-    return ShardData(out, _sha256(data), notes)
+    wanted = next((p for p, m in present.items() if m == clip_model), None)
+    prefix = wanted or next(iter(present))
+    arrays = {
+        "image_embedding": (_check_2d(spec.image_embeddings, npz[f"{prefix}_img"]), spec.image_embeddings),
+        "text_embedding": (_check_2d(spec.image_embeddings, npz[f"{prefix}_txt"]), spec.image_embeddings),
+    }
+    out, notes = attach_embeddings(base, arrays)
+    return ShardData(out, _sha256(data), notes, embedding_model=present[prefix])
 
 
 def _sha256(data: bytes) -> str:
@@ -258,5 +324,8 @@ READERS = {
 }
 
 
-def read_shard(spec: ShardSpec) -> ShardData:
+def read_shard(spec: ShardSpec, clip_model: str | None = None) -> ShardData:
+    """``clip_model`` picks among the models a DataComp .npz carries."""
+    if spec.format == "datacomp":
+        return read_datacomp_shard(spec, clip_model)
     return READERS[spec.format](spec)

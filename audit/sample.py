@@ -385,10 +385,11 @@ def build_sample(out: str | Path) -> dict[str, list[str]]:
     """Write the sample corpus under ``out``; returns the shard paths by format. Idempotent."""
     out = Path(out)
     rows = build_rows()
-    # round-robin over three shards; byte captions only survive in the tar (parquet strings are UTF-8)
+    # round-robin over three shards; byte captions only survive in the tar (parquet strings are UTF-8),
+    # and the failed download exercises the tar sidecar join
     parts: list[list[SampleRow]] = [[], [], []]
     for i, r in enumerate(rows):
-        parts[2 if isinstance(r.caption, bytes) else i % 3].append(r)
+        parts[2 if isinstance(r.caption, bytes) or r.status != "success" else i % 3].append(r)
     written: dict[str, list[str]] = {"parquet": [], "webdataset": [], "laion_metadata": []}
     for sub in written:
         (out / sub).mkdir(parents=True, exist_ok=True)

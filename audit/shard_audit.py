@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.config import AuditConfig
-from audit.model_cache import get_models
-from audit.readers import read_shard
+from audit.errors import EmbeddingMismatchError
+from audit.model_cache import Models, get_models
+from audit.readers import ShardData, read_shard
 from audit.rules import apply_rules
 from audit.runfolder import RunFolder
 from audit.schemas import QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
@@ -21,6 +22,7 @@ from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_simila
 from audit.stages.decode_images import DecodeImagesConfig, decode_images
 from audit.stages.image_safety import ImageNsfwConfig, score_clip_nsfw, score_image_nsfw
 from audit.stages.known_bad import match_known_bad
+from audit.stages.similarity_analysis import analyse_similarity
 from audit.stages.text_safety import TextSafetyConfig, score_text_safety
 from audit.tables import conform
 
@@ -52,6 +54,26 @@ def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     return scored, quarantined
 
 
+def check_precomputed(data: ShardData, spec: ShardSpec, models: Models) -> None:
+    """Precomputed embeddings must live in the configured CLIP model's space: concept probes and
+    similarities compare them with that model's text embeddings."""
+    emb = data.table.column("image_embedding")
+    first = next((v for v in emb.to_pylist() if v is not None), None) if emb.null_count < len(emb) else None
+    if first is None:
+        return
+    source = f" (from {data.embedding_model})" if data.embedding_model else ""
+    if data.embedding_model and data.embedding_model != models.clip.architecture:
+        raise EmbeddingMismatchError(
+            f"{spec.path}: precomputed embeddings come from {data.embedding_model}, "
+            f"but clip.model is {models.clip.architecture}"
+        )
+    if len(first) != models.clip.embed_dim:
+        raise EmbeddingMismatchError(
+            f"{spec.path}: precomputed embeddings are {len(first)}-d{source}, "
+            f"but clip.model {models.clip.architecture} makes {models.clip.embed_dim}-d embeddings"
+        )
+
+
 def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
     """The chain of row-local stages over an ingested table; every stage keeps every row."""
     models = get_models(cfg)
@@ -60,6 +82,7 @@ def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
     table = score_clip_similarity(
         table, ClipSimilarityConfig(batch_size=cfg.clip.batch_size), model=models.clip, images=images
     )
+    table = analyse_similarity(table)
     if models.opennsfw is not None:
         table = score_image_nsfw(
             table, ImageNsfwConfig(batch_size=cfg.images.batch_size), model=models.opennsfw, images=images
@@ -76,7 +99,8 @@ def audit_shard(spec: ShardSpec, cfg: AuditConfig, run_url: str) -> ShardRecord:
     with _timed(seconds, "load_models"):
         models = get_models(cfg)
     with _timed(seconds, "read"):
-        data = read_shard(spec)
+        data = read_shard(spec, clip_model=models.clip.architecture)
+    check_precomputed(data, spec, models)
     with _timed(seconds, "score"):
         table = score_shard_table(data.table, cfg)
     scored, quarantined = split_quarantine(table)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from audit.errors import ColumnTypeError, InputFileError, MissingColumnError
 from audit.schemas import INPUT_FIELDS, REQUIRED_FIELDS
 
-ShardFormat = Literal["laion_metadata", "img2dataset_parquet", "webdataset", "clip_retrieval"]
+ShardFormat = Literal["laion_metadata", "img2dataset_parquet", "webdataset", "clip_retrieval", "datacomp"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ def _clip_retrieval_shards(fs: fsspec.AbstractFileSystem, root: str) -> list[tup
 
 
 def _files_in_dir(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
-    return sorted(p for p in fs.ls(root, detail=False) if p.endswith((".parquet", ".tar")))
+    return sorted(
+        p for p in fs.ls(root, detail=False) if p.endswith((".parquet", ".tar")) and "_stats" not in p
+    )
 
 
 def discover_shards(inputs: list[str] | tuple[str, ...]) -> list[ShardSpec]:
@@ -105,6 +107,10 @@ def discover_shards(inputs: list[str] | tuple[str, ...]) -> list[ShardSpec]:
             elif f.endswith(".parquet"):
                 if f[: -len(".parquet")] in tars:
                     continue  # a webdataset sidecar, read with its tar
+                npz = f[: -len(".parquet")] + ".npz"
+                if fs.exists(npz):  # DataComp: metadata parquet + embeddings .npz of the same stem
+                    found.append((_unstrip(fs, f), "datacomp", None, _unstrip(fs, npz), None))
+                    continue
                 found.append((_unstrip(fs, f), _parquet_format(_unstrip(fs, f)), None, None, None))
             else:
                 raise InputFileError(

@@ -23,7 +23,15 @@ from rich.progress import (
 )
 
 from audit.config import AuditConfig, DaskSettings
-from audit.errors import AuditError, ConfigError, InputFileError, ModelLoadError, RuleError, ShardsFailedError
+from audit.errors import (
+    AuditError,
+    ConfigError,
+    EmbeddingMismatchError,
+    InputFileError,
+    ModelLoadError,
+    RuleError,
+    ShardsFailedError,
+)
 from audit.finalize import finalize_run, now, write_manifest
 from audit.rules import load_rules
 from audit.runfolder import RunFolder
@@ -33,7 +41,7 @@ from audit.shards import ShardSpec, discover_shards, validate_shard
 
 log = logging.getLogger(__name__)
 # Errors that mean every shard would fail the same way: stop the run instead of retrying shards.
-RUN_FATAL = (ModelLoadError, ConfigError, RuleError)
+RUN_FATAL = (ModelLoadError, ConfigError, RuleError, EmbeddingMismatchError)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ INPUT_FIELDS: dict[str, InputField] = {
     f.name: f
     for f in (
         InputField("key", ("key",), ("string", "integer")),
-        InputField("sample_id", ("sample_id",), ("string", "integer")),
+        InputField("sample_id", ("sample_id", "uid"), ("string", "integer")),
         InputField("url", ("url",), STRING),
         InputField("caption", ("caption", "text"), TEXT),
         InputField("image", ("jpg", "image", "png", "webp"), ("binary",)),
@@ -55,6 +55,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "img2dataset_parquet": ("key", "url", "caption"),
     "webdataset": (),  # captions come from KEY.txt; the sidecar parquet is optional
     "clip_retrieval": ("caption",),
+    "datacomp": ("caption",),  # DataComp metadata parquet (uid, url, text, ...) beside its .npz
 }
 
 # Reference schemas of the formats as they are written by their tools (used by the sample

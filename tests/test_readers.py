@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from audit.readers import read_shard
 from audit.sample import build_rows
@@ -103,3 +104,48 @@ def test_nan_embeddings_are_quarantined(tmp_path: Path) -> None:
     data = _read(_clip_retrieval(tmp_path / "emb", rows=3, emb_rows=3, nan_row=1))
     assert data.table.column("quarantine_reason").to_pylist() == [None, "embedding_invalid", None]
     assert data.table.column("image_embedding")[0].as_py() is not None
+
+
+def _datacomp(folder: Path, keys: dict[str, np.ndarray], rows: int = 3) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {
+                "uid": [f"u{i}" for i in range(rows)],
+                "url": ["x"] * rows,
+                "text": [f"c{i}" for i in range(rows)],
+            }
+        ),
+        folder / "0000.parquet",
+    )
+    np.savez(folder / "0000.npz", **keys)
+    return folder / "0000.parquet"
+
+
+def test_datacomp_npz_gives_the_configured_models_embeddings(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = _datacomp(
+        tmp_path,
+        {
+            "b32_img": rng.normal(size=(3, 512)).astype(np.float16),
+            "b32_txt": rng.normal(size=(3, 512)).astype(np.float16),
+            "l14_img": np.zeros((3, 768), np.float16),
+            "l14_txt": rng.normal(size=(3, 768)).astype(np.float16),
+        },
+    )
+    [spec] = discover_shards([str(tmp_path)])
+    assert spec.format == "datacomp" and spec.image_embeddings.endswith("0000.npz")
+    b32 = read_shard(spec, clip_model="ViT-B-32")
+    assert b32.embedding_model == "ViT-B-32" and len(b32.table.column("image_embedding")[0].as_py()) == 512
+    assert b32.table.column("key").to_pylist() == ["u0", "u1", "u2"]
+    l14 = read_shard(spec, clip_model="ViT-L-14")
+    # all-zero image vectors cannot be normalised: quarantined, not silently scored
+    assert l14.table.column("quarantine_reason").to_pylist() == ["embedding_invalid"] * 3
+
+
+def test_datacomp_npz_without_model_arrays_is_a_run_error(tmp_path: Path) -> None:
+    from audit.errors import InputFileError
+
+    path = _datacomp(tmp_path, {"something": np.ones((3, 4))})
+    with pytest.raises(InputFileError, match=r"0000\.npz: no <model>_img/<model>_txt arrays"):
+        read_shard(discover_shards([str(path)])[0])

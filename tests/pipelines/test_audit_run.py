@@ -186,3 +186,32 @@ def test_a_broken_shard_fails_alone_and_the_run_says_so(
     assert summary.status == "partial" and summary.shards_done == 2 and summary.shards_failed == 1
     record = json.loads((tmp_path / "run" / "shards" / "zz.json").read_text())
     assert record["status"] == "failed" and "not a readable tar" in record["error"]
+
+
+def _emb_folder(root: Path, dim: int, model: str | None = None) -> Path:
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.save(root / "img_emb" / "img_emb_0.npy", rng.normal(size=(2, dim)).astype(np.float16))
+    np.save(root / "text_emb" / "text_emb_0.npy", rng.normal(size=(2, dim)).astype(np.float16))
+    pq.write_table(pa.table({"caption": ["a", "b"]}), root / "metadata" / "metadata_0.parquet")
+    if model:
+        (root / "embeddings.json").write_text(json.dumps({"model": model}))
+    return root
+
+
+def test_precomputed_embeddings_of_another_dimension_stop_the_run(tmp_path: Path, make_config) -> None:
+    from audit.errors import EmbeddingMismatchError
+
+    root = _emb_folder(tmp_path / "emb", dim=768)
+    with pytest.raises(EmbeddingMismatchError, match=r"are 768-d, but clip\.model .* makes 32-d"):
+        run_audit(make_config(shards=[str(root)], out=str(tmp_path / "run")))
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_precomputed_embeddings_from_another_model_name_the_model(tmp_path: Path, make_config) -> None:
+    from audit.errors import EmbeddingMismatchError
+
+    root = _emb_folder(tmp_path / "emb", dim=32, model="ViT-L-14")
+    with pytest.raises(EmbeddingMismatchError, match="come from ViT-L-14"):
+        run_audit(make_config(shards=[str(root)], out=str(tmp_path / "run")))
