@@ -124,7 +124,7 @@ def _datacomp(folder: Path, keys: dict[str, np.ndarray], rows: int = 3) -> Path:
 
 def test_datacomp_npz_gives_the_configured_models_embeddings(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    path = _datacomp(
+    _datacomp(
         tmp_path,
         {
             "b32_img": rng.normal(size=(3, 512)).astype(np.float16),
