@@ -1,0 +1,188 @@
+"""audit.report on real audits of the sample corpus: report.html, exports and the removal list."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from markupsafe import escape
+from typer.testing import CliRunner
+
+from audit.cli import app as cli_app
+from audit.config import packaged_file
+from audit.errors import AuditError
+from audit.report import write_report
+from audit.review import ImageUnavailableError, load_image, load_run, record_decision
+from audit.schemas import CLIP_RANDOM_WARNING, LAION_METADATA_SCHEMA
+
+REPORT_FILES = ("report.html", "flags.csv", "flags.jsonl", "removal_list.txt")
+HTML_KEY = "4242"  # LAION keys are SAMPLE_IDs
+TRICKY_CAPTION = '<script>alert("x")</script> stupid fucking idiot & co'
+
+
+@pytest.fixture
+def run_dir(sample_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the shared run (ViT-B-32 with random weights, default rules)."""
+    return Path(shutil.copytree(sample_run, tmp_path / "sample"))
+
+
+@pytest.fixture(scope="module")
+def low_rule_run(
+    sample_dir: Path, make_config: Callable[..., object], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A real audit with one extra low-severity rule, and an extra LAION metadata shard whose only
+    caption is offensive and full of HTML (tiny local CLIP checkpoint, so CLIP is meaningful here)."""
+    from audit.pipelines.audit_run import run_audit
+
+    root = tmp_path_factory.mktemp("low_rule")
+    rules = yaml.safe_load(packaged_file("rules", "default.yaml").read_text())
+    rules["rules"].append(
+        {
+            "id": "borderline-caption",
+            "reason": "borderline-caption",
+            "severity": "low",
+            "all": [{"score": "text_offensive_prob", "op": ">=", "value": 0.3}],
+        }
+    )
+    rules_path = root / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(rules))
+    laion = root / "laion" / "part-00000.parquet"
+    laion.parent.mkdir()
+    cols = {f.name: [None] for f in LAION_METADATA_SCHEMA}
+    cols.update({"URL": ["http://x.invalid/a.jpg?b=1&c=<2>"], "TEXT": [TRICKY_CAPTION], "SAMPLE_ID": [4242]})
+    pq.write_table(pa.table(cols, schema=LAION_METADATA_SCHEMA), laion)
+    out = root / "run"
+    shards = [str(sample_dir / "parquet"), str(sample_dir / "webdataset"), str(laion)]
+    run_audit(make_config(shards=shards, out=str(out), rules=str(rules_path)))
+    return out
+
+
+@pytest.fixture
+def low_run_dir(low_rule_run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(low_rule_run, tmp_path / "low"))
+
+
+def _removal(run_dir: Path) -> dict[str, list[str]]:
+    lines = (run_dir / "report" / "removal_list.txt").read_text().splitlines()
+    rows = [line.split("\t") for line in lines]
+    assert all(len(r) == 4 for r in rows), rows
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_write_report_writes_the_four_files(run_dir: Path) -> None:
+    paths = write_report(str(run_dir))
+    assert [Path(p).name for p in paths] == list(REPORT_FILES)
+    for p in paths:
+        assert Path(p).is_file() and Path(p).parent == run_dir / "report"
+    assert not [p for p in (run_dir / "report").iterdir() if ".tmp-" in p.name]
+
+
+def test_report_html_has_the_clip_banner_invariant_and_every_flagged_key(run_dir: Path) -> None:
+    write_report(str(run_dir))
+    page = (run_dir / "report" / "report.html").read_text()
+    run = load_run(str(run_dir))
+    assert not run.summary.clip_meaningful
+    assert 'id="clip-warning"' in page and str(escape(CLIP_RANDOM_WARNING)) in page
+    s = run.summary
+    assert f"{s.rows_in} = {s.rows_scored} + {s.rows_quarantined}" in page
+    for key in run.flags.column("key").to_pylist():
+        assert f"<code>{key}</code>" in page
+    for reason in (*s.flags_by_reason, *s.quarantine_by_reason):
+        assert reason in page
+    clip = run.manifest.models["clip"]
+    assert clip.weights == "random" and str(escape(clip.source)) in page  # how jinja escapes it
+    assert run.manifest.rules_hash in page
+
+
+def test_report_html_without_random_clip_has_no_banner_and_escapes_captions(low_run_dir: Path) -> None:
+    write_report(str(low_run_dir))
+    page = (low_run_dir / "report" / "report.html").read_text()
+    assert load_run(str(low_run_dir)).summary.clip_meaningful
+    assert 'id="clip-warning"' not in page
+    assert f"<code>{HTML_KEY}</code>" in page
+    assert "<script>" not in page
+    assert str(escape(TRICKY_CAPTION)) in page
+
+
+def test_report_holds_no_image_bytes(run_dir: Path) -> None:
+    paths = [Path(p) for p in write_report(str(run_dir))]
+    n_flags = load_run(str(run_dir)).flags.num_rows
+    for p in paths:
+        data = p.read_bytes()
+        assert b"data:image" not in data and b"<img" not in data, p.name
+        assert b"\xff\xd8\xff" not in data and b"\x89PNG" not in data, p.name
+        # fixed page furniture plus at most ~1.5 kB of text per flagged row: never pictures
+        assert len(data) < 20_000 + 1500 * n_flags, (p.name, len(data))
+
+
+def test_exports_hold_every_flag_with_its_scores(run_dir: Path) -> None:
+    write_report(str(run_dir))
+    run = load_run(str(run_dir))
+    flags = run.flags.to_pylist()
+    with open(run_dir / "report" / "flags.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    lines = (run_dir / "report" / "flags.jsonl").read_text().splitlines()
+    docs = [json.loads(line) for line in lines]
+    assert [r["key"] for r in rows] == [d["key"] for d in docs] == [f["key"] for f in flags]
+    for flag, row, doc in zip(flags, rows, docs, strict=True):
+        assert doc["scores"] == dict(flag["scores"]) == json.loads(row["scores"])
+        assert doc["reasons"] == flag["reasons"] == row["reasons"].split(";")
+        assert doc["severity"] == row["severity"] == flag["severity"]
+
+
+def test_removal_list_has_flags_of_medium_severity_and_above(low_run_dir: Path) -> None:
+    write_report(str(low_run_dir))
+    flags = load_run(str(low_run_dir)).flags.to_pylist()
+    severities = {f["key"]: f["severity"] for f in flags}
+    assert "low" in severities.values()  # the extra rule fired alone somewhere
+    removal = _removal(low_run_dir)
+    assert set(removal) == {k for k, s in severities.items() if s in ("medium", "high", "critical")}
+    for f in flags:
+        if f["key"] in removal:
+            assert removal[f["key"]] == [f["url"], f["severity"], ",".join(f["reasons"])]
+    assert removal[HTML_KEY][0] == "http://x.invalid/a.jpg?b=1&c=<2>"  # a text file: raw, not escaped
+
+
+def test_removal_list_follows_the_latest_reviewer_decision(low_run_dir: Path) -> None:
+    run = load_run(str(low_run_dir))
+    low = next(f["key"] for f in run.flags.to_pylist() if f["severity"] == "low")
+    record_decision(run, "offensive-1", "false_positive", "ann")  # medium, dropped
+    record_decision(run, "offensive-2", "needs_escalation", "ann")  # medium, stays
+    record_decision(run, "hateful-0", "false_positive", "ann")
+    record_decision(run, "hateful-0", "confirm_harmful", "bob")  # latest wins: stays
+    record_decision(run, low, "confirm_harmful", "ann")  # low, added
+    write_report(str(low_run_dir))
+    removal = _removal(low_run_dir)
+    assert "offensive-1" not in removal
+    assert {"offensive-0", "offensive-2", "hateful-0", low} <= set(removal)
+    assert removal[low][1] == "low"
+    page = (low_run_dir / "report" / "report.html").read_text()
+    assert "confirm_harmful" in page and "false_positive" in page
+
+
+def test_rows_of_imageless_formats_have_no_thumbnail(low_run_dir: Path) -> None:
+    with pytest.raises(ImageUnavailableError, match="carries no images"):
+        load_image(load_run(str(low_run_dir)), HTML_KEY)
+
+
+def test_write_report_without_summary_fails_and_writes_nothing(run_dir: Path) -> None:
+    (run_dir / "summary.json").unlink()
+    with pytest.raises(AuditError, match=r"summary\.json"):
+        write_report(str(run_dir))
+    assert not (run_dir / "report").exists()
+
+
+def test_cli_report_prints_paths_and_turns_errors_into_one_line(run_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["report", "--run", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert [Path(p).name for p in result.stdout.split()] == list(REPORT_FILES)
+    missing = CliRunner().invoke(cli_app, ["report", "--run", str(tmp_path / "missing")])
+    assert missing.exit_code == 2
+    assert "summary.json" in missing.output and "Traceback" not in missing.output
