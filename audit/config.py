@@ -31,6 +31,8 @@ class ClipSettings(_Section):
     allow_random_weights: bool = False
     batch_size: int = Field(32, ge=1)
     seed: int = 0
+    # zero-shot concept probes: a packaged prompt bank name or a YAML file; null turns them off
+    concepts: str | None = "concepts"
 
 
 class DetoxifySettings(_Section):

@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass
 
 from audit.clip_model import ClipModel, load_clip
+from audit.concepts import ConceptProbes, load_concept_bank
 from audit.config import AuditConfig
 from audit.devices import resolve_device
 from audit.hashlists import KnownBadLists
@@ -22,6 +23,7 @@ class Models:
     opennsfw: OpenNsfwScorer | None
     clip_nsfw: ClipNsfwScorer | None
     known_bad: KnownBadLists
+    concepts: ConceptProbes | None
     rules: RuleSet
     device: str
 
@@ -30,6 +32,11 @@ class Models:
         for scorer in (self.opennsfw, self.clip_nsfw):
             if scorer is not None:
                 out[scorer.name] = scorer.record
+        if self.concepts is not None:
+            bank = self.concepts.bank
+            out["concepts"] = ModelRecord(
+                name=bank.name, source=f"v{bank.version}", weights="file", sha256=bank.sha256
+            )
         for name, sha in self.known_bad.sha256.items():
             out[f"known_bad:{name}"] = ModelRecord(name=name, source="hash list", weights="file", sha256=sha)
         return out
@@ -51,6 +58,9 @@ def _build(config_json: str) -> Models:
         if "clip_nsfw" in images.scorers
         else None,
         known_bad=KnownBadLists(images.known_bad_lists, images.phash_max_distance),
+        concepts=ConceptProbes.build(load_concept_bank(cfg.clip.concepts), clip.encode_texts)
+        if cfg.clip.concepts
+        else None,
         rules=load_rules(cfg.rules),
         device=device,
     )

@@ -22,7 +22,7 @@ from audit.config import packaged_file
 from audit.errors import RuleError
 from audit.schemas import FLAGS_SCHEMA, SCORE_COLUMNS, SEVERITIES, SOURCE_SCORE_COLUMNS
 
-Op = Literal[">=", ">", "<=", "<", "==", "!="]
+Op = Literal[">=", ">", "<=", "<", "==", "!=", "contains"]
 OPS: dict[str, Callable] = {
     ">=": operator.ge,
     ">": operator.gt,
@@ -98,17 +98,19 @@ def load_rules(ref: str) -> RuleSet:
             raise RuleError(f"{path}: rule '{rule.id}' is defined twice")
         seen.add(rule.id)
         for cond in rule.conditions:
-            column = SCORE_COLUMNS.get(cond.score)
-            if column is not None and pa.types.is_list(column.type):
-                raise RuleError(
-                    f"{path}: rule '{rule.id}' field 'score': {cond.score} is a list; use its count column"
-                )
             if cond.score not in RULE_SCORES:
                 raise RuleError(
                     f"{path}: rule '{rule.id}' field 'score': unknown score {cond.score!r} "
                     f"(known: {', '.join(RULE_SCORES)})"
                 )
-            if isinstance(cond.value, str) and cond.op not in ("==", "!="):
+            column = SCORE_COLUMNS.get(cond.score)
+            is_list = column is not None and pa.types.is_list(column.type)
+            if is_list != (cond.op == "contains"):
+                raise RuleError(
+                    f"{path}: rule '{rule.id}' field 'op': 'contains' is for list scores, and list scores "
+                    f"need 'contains' ({cond.score} {cond.op})"
+                )
+            if isinstance(cond.value, str) and cond.op not in ("==", "!=", "contains"):
                 raise RuleError(
                     f"{path}: rule '{rule.id}' field 'op': {cond.op} needs a number, got {cond.value!r}"
                 )
@@ -131,6 +133,9 @@ def _describe(path: Path, data: object, err: ValidationError) -> str:
 
 def _condition_mask(table: pa.Table, cond: Condition) -> np.ndarray:
     col = table.column(cond.score)
+    if cond.op == "contains":
+        values = col.to_pylist()
+        return np.asarray([v is not None and cond.value in v for v in values], dtype=bool)
     if isinstance(cond.value, str):
         values = np.asarray(col.to_pylist(), dtype=object)
         hit = OPS[cond.op](values, cond.value)

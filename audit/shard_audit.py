@@ -19,6 +19,7 @@ from audit.runfolder import RunFolder
 from audit.schemas import QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
 from audit.shards import ShardSpec
 from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
+from audit.stages.concept_probes import score_concepts
 from audit.stages.decode_images import DecodeImagesConfig, decode_images
 from audit.stages.image_safety import ImageNsfwConfig, score_clip_nsfw, score_image_nsfw
 from audit.stages.known_bad import match_known_bad
@@ -83,6 +84,8 @@ def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
         table, ClipSimilarityConfig(batch_size=cfg.clip.batch_size), model=models.clip, images=images
     )
     table = analyse_similarity(table)
+    if models.concepts is not None:
+        table = score_concepts(table, probes=models.concepts)
     if models.opennsfw is not None:
         table = score_image_nsfw(
             table, ImageNsfwConfig(batch_size=cfg.images.batch_size), model=models.opennsfw, images=images

@@ -88,6 +88,11 @@ SCORE_COLUMNS: dict[str, ScoreColumn] = {
         ),
         ScoreColumn("pii_count", pa.int32(), "text_safety", "personal-data occurrences in the caption"),
         ScoreColumn("pii_types", pa.list_(pa.string()), "text_safety", "email, phone, street_address, ..."),
+        ScoreColumn(
+            "concept_scores", pa.map_(pa.string(), pa.float32()), "concepts", "concept -> CLIP cosine", True
+        ),
+        ScoreColumn("concept_hits", pa.list_(pa.string()), "concepts", "harm concepts hit, best first", True),
+        ScoreColumn("identity_top", pa.string(), "concepts", "closest identity probe that is a hit", True),
         ScoreColumn("image_nsfw_prob", pa.float32(), "image_safety", "open_nsfw P(NSFW) on pixels"),
         ScoreColumn("clip_nsfw_prob", pa.float32(), "image_safety", "LAION CLIP-embedding NSFW head", True),
         ScoreColumn("image_phash", pa.string(), "known_bad", "64-bit perceptual hash (hex)"),

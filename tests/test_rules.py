@@ -92,3 +92,22 @@ def test_rule_set_hash_changes_with_its_text(tmp_path: Path) -> None:
     h1 = load_rules(str(a)).sha256
     a.write_text(a.read_text().replace("value: 1", "value: 2"))
     assert load_rules(str(a)).sha256 != h1
+
+
+def test_contains_matches_list_scores_and_feeds_combination_rules() -> None:
+    table = _scores(concept_hits=[["sexual", "minors"], ["sexual"], None, []])
+    flags = apply_rules(table, load_rules("default"), clip_meaningful=True)
+    by_key = {r["key"]: r for r in flags.to_pylist()}
+    assert by_key["k0"]["severity"] == "critical" and by_key["k0"]["render_blocked"] is True
+    assert "csam-risk" in by_key["k0"]["reasons"]
+    assert by_key["k1"]["reasons"] == ["nsfw-image"] and by_key["k1"]["render_blocked"] is False
+    assert set(by_key) == {"k0", "k1"}
+
+
+def test_contains_and_list_scores_must_go_together(tmp_path: Path) -> None:
+    bad = "  - {id: c, reason: x, severity: low, all: [{score: concept_hits, op: '>=', value: 1}]}\n"
+    with pytest.raises(RuleError, match=r"rule 'c' field 'op': 'contains' is for list scores"):
+        load_rules(str(_rules(tmp_path, bad)))
+    bad = "  - {id: d, reason: x, severity: low, all: [{score: clip_similarity, op: contains, value: x}]}\n"
+    with pytest.raises(RuleError, match=r"rule 'd' field 'op'"):
+        load_rules(str(_rules(tmp_path, bad)))
