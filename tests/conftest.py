@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,8 +64,18 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_config(tiny_clip_dir: Path) -> Callable[..., object]:
-    """The sample config with the tiny CLIP and a small local cluster; keyword overrides are dotted keys."""
+def dask_scheduler() -> Iterator[str]:
+    """One real Dask cluster (scheduler + worker processes) shared by the tests that join it, so
+    each test does not pay for starting workers and loading models again."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="session")
+def make_config(tiny_clip_dir: Path, dask_scheduler: str) -> Callable[..., object]:
+    """The sample config with the tiny CLIP, joining the shared cluster; keyword overrides are dotted keys."""
     from audit.config import load_config
 
     def make(**overrides: object) -> object:
@@ -73,7 +83,7 @@ def make_config(tiny_clip_dir: Path) -> Callable[..., object]:
             "clip.model": f"local-dir:{tiny_clip_dir}",
             "clip.pretrained": None,
             "clip.allow_random_weights": False,
-            "dask.n_workers": 1,
+            "dask.scheduler": dask_scheduler,
             "dask.retries": 0,
         }
         base.update({k.replace("__", "."): v for k, v in overrides.items()})
