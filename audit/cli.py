@@ -97,29 +97,24 @@ def dashboard(
     run: Annotated[str, typer.Option(help="run folder to review")] = "runs/sample",
     port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
     headless: Annotated[bool, typer.Option(help="do not open a browser")] = True,
+    address: Annotated[str, typer.Option(help="interface to listen on; 0.0.0.0 exposes it")] = "127.0.0.1",
 ) -> None:
     """Serve the Streamlit review dashboard for a run folder."""
     import subprocess
+    from importlib import resources
 
-    from audit.dashboards import app as dashboard_app
-
+    # the app file is located, not imported: importing a Streamlit script would run it
+    app_file = str(resources.files("audit.dashboards").joinpath("app.py"))
     cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        dashboard_app.__file__,
-        "--server.port",
-        str(port),
-        "--server.headless",
-        str(headless).lower(),
-        "--browser.gatherUsageStats",
-        "false",
-        "--",
-        "--run",
-        run,
-    ]
-    console.print(f"dashboard: http://localhost:{port}  (run folder {run})")
+        sys.executable, "-m", "streamlit", "run", app_file,
+        "--server.port", str(port),
+        "--server.address", address,  # harmful images behind a blur: loopback unless asked otherwise
+        "--server.headless", str(headless).lower(),
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+        "--", "--run", run,
+    ]  # fmt: skip
+    console.print(f"dashboard: http://{address}:{port}  (run folder {run})")
     raise typer.Exit(subprocess.call(cmd))
 
 

@@ -167,7 +167,7 @@ def _pretrained_or_random(settings: ClipSettings, device: str) -> tuple[object, 
         except Exception as e:
             if "not found" in str(e).lower() and "config" in str(e).lower():
                 raise
-            failure = f"weights {name}/{pretrained} could not be loaded ({_first_line(e)})"
+            failure = f"weights {name}/{pretrained} could not be loaded ({_first_line(e)[:160]})"
     if not settings.allow_random_weights:
         raise ModelLoadError(
             f"CLIP {failure}. Give clip.pretrained a local checkpoint file, use a precomputed-embedding "
@@ -176,7 +176,9 @@ def _pretrained_or_random(settings: ClipSettings, device: str) -> tuple[object, 
     # Seeded so that every worker builds the same random model: embeddings stay comparable.
     torch.manual_seed(settings.seed)
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, device=device)
-    source = f"random init, seed {settings.seed} ({failure})"
+    source = f"random init, seed {settings.seed}: " + (
+        f"pretrained {pretrained!r} not loadable" if pretrained else "no pretrained weights configured"
+    )
     return model, preprocess, ModelRecord(name=name, source=source, weights="random")
 
 

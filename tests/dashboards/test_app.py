@@ -97,16 +97,9 @@ def _wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float =
 def test_dashboard_renders_in_headless_chromium(review_run: Path, free_port: int, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    server_opts = {
-        "server.port": free_port,
-        "server.address": "127.0.0.1",
-        "server.headless": "true",
-        "server.fileWatcherType": "none",
-        "browser.gatherUsageStats": "false",
-    }
-    opts = [arg for k, v in server_opts.items() for arg in (f"--{k}", str(v))]
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), *opts, "--", "--run", str(review_run)]
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    # what `make dashboard` runs: the CLI, which serves on 127.0.0.1 by default
+    cmd = [sys.executable, "-m", "audit.cli", "dashboard", "--run", str(review_run), "--port", str(free_port)]
+    env = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
     log = tmp_path / "streamlit.log"
     with open(log, "w") as out:  # a file, not a pipe nobody reads, which could fill and block the server
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
