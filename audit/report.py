@@ -1,4 +1,5 @@
-"""RUN/report/: a self-contained report.html, flags.csv, flags.jsonl and removal_list.txt.
+"""RUN/report/: a self-contained report.html, flags.csv, flags.jsonl, removal_list.txt and
+authority_report.csv (rows never to be rendered, with their hashes, for reporting).
 
 Nothing here reads an input shard: the report carries keys, URLs, captions and scores, never image
 bytes, so it can be mailed around without redistributing harmful images.
@@ -14,7 +15,15 @@ from collections.abc import Mapping
 import jinja2
 
 from audit.finalize import now
-from audit.review import DecisionRow, ReviewRun, format_scores, load_decisions, load_run, severity_rank
+from audit.review import (
+    DecisionRow,
+    ReviewRun,
+    format_scores,
+    load_decisions,
+    load_run,
+    render_blocked,
+    severity_rank,
+)
 from audit.schemas import CLIP_RANDOM_WARNING, QUARANTINE_REASONS, SEVERITIES
 
 # Flagged keys at or above this severity go on the removal list unless a reviewer says false_positive.
@@ -216,20 +225,55 @@ CSV_COLUMNS = (
 JSONL_COLUMNS = (*(c for c in CSV_COLUMNS if c != "removal"), "severity_rank", "removal")
 
 
+def _cell(value: object) -> object:
+    """Web text that starts like a formula is prefixed with ' so a spreadsheet shows it as text."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def render_csv(records: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in records:
-        writer.writerow(
-            {
-                **r,
-                "reasons": ";".join(r["reasons"]),
-                "rules": ";".join(r["rules"]),
-                "scores": json.dumps(r["scores"], sort_keys=True),
-                "thresholds": json.dumps(r["thresholds"], sort_keys=True),
-            }
-        )
+        row = {
+            **r,
+            "reasons": ";".join(r["reasons"]),
+            "rules": ";".join(r["rules"]),
+            "scores": json.dumps(r["scores"], sort_keys=True),
+            "thresholds": json.dumps(r["thresholds"], sort_keys=True),
+        }
+        writer.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+AUTHORITY_COLUMNS = ("key", "url", "reasons", "severity", "sha256", "image_phash", "known_bad_list",
+                     "known_bad_distance", "shard_id", "row_index")  # fmt: skip
+
+
+def render_authority_report(run: ReviewRun, records: list[dict]) -> str:
+    """The rows no one may view (known-bad matches, csam-risk), with the hashes and locations an
+    authority needs to act; never the image bytes."""
+    blocked = [r for r in records if render_blocked(r)]
+    by_shard: dict[str, set[str]] = {}
+    for r in blocked:
+        by_shard.setdefault(r["shard_id"], set()).add(r["key"])
+    hashes: dict[str, dict] = {}
+    for shard_id, keys in by_shard.items():
+        path = run.folder.scores(shard_id)
+        if run.folder.exists(path):
+            table = run.folder.read_parquet(path).select(["key", "sha256", "image_phash", "known_bad_list",
+                                                          "known_bad_distance"])  # fmt: skip
+            hashes.update({row["key"]: row for row in table.to_pylist() if row["key"] in keys})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=AUTHORITY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in blocked:
+        h = hashes.get(r["key"], {})
+        row = {**{c: r.get(c) for c in AUTHORITY_COLUMNS}, **{k: v for k, v in h.items() if k != "key"}}
+        row["reasons"] = ";".join(r["reasons"])
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return buf.getvalue()
 
 
@@ -258,6 +302,7 @@ def write_report(run_url: str) -> list[str]:
         "flags.csv": render_csv(records),
         "flags.jsonl": render_jsonl(records),
         "removal_list.txt": render_removal_list(records),
+        "authority_report.csv": render_authority_report(run, records),
     }
     written = []
     for name, text in outputs.items():

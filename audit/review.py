@@ -41,7 +41,7 @@ BLUR_RADIUS = 12
 IMAGELESS_FORMATS = ("laion_metadata", "clip_retrieval")  # URLs or embeddings only
 # Known-bad hash-list matches are never rendered, blurred or not: flags mark them render_blocked;
 # the reason code is checked too, for run folders written before that column existed.
-NEVER_RENDER_REASONS = frozenset({"known-bad-hash"})
+NEVER_RENDER_REASONS = frozenset({"known-bad-hash", "csam-risk"})
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS decisions (

@@ -22,7 +22,7 @@ from audit.report import write_report
 from audit.review import ImageUnavailableError, load_image, load_run, record_decision
 from audit.schemas import CLIP_RANDOM_WARNING, LAION_METADATA_SCHEMA
 
-REPORT_FILES = ("report.html", "flags.csv", "flags.jsonl", "removal_list.txt")
+REPORT_FILES = ("report.html", "flags.csv", "flags.jsonl", "removal_list.txt", "authority_report.csv")
 HTML_KEY = "4242"  # LAION keys are SAMPLE_IDs
 TRICKY_CAPTION = '<script>alert("x")</script> stupid fucking idiot & co'
 
@@ -76,7 +76,7 @@ def _removal(run_dir: Path) -> dict[str, list[str]]:
     return {r[0]: r[1:] for r in rows}
 
 
-def test_write_report_writes_the_four_files(run_dir: Path) -> None:
+def test_write_report_writes_every_file(run_dir: Path) -> None:
     paths = write_report(str(run_dir))
     assert [Path(p).name for p in paths] == list(REPORT_FILES)
     for p in paths:
@@ -186,3 +186,30 @@ def test_cli_report_prints_paths_and_turns_errors_into_one_line(run_dir: Path, t
     missing = CliRunner().invoke(cli_app, ["report", "--run", str(tmp_path / "missing")])
     assert missing.exit_code == 2
     assert "summary.json" in missing.output and "Traceback" not in missing.output
+
+
+def test_authority_report_lists_never_rendered_rows_with_their_hashes(
+    sample_run: Path, tmp_path: Path
+) -> None:
+    import csv
+    import shutil
+
+    from audit.sample import planted_cases
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(sample_run, run_dir)
+    write_report(str(run_dir))
+    rows = list(csv.DictReader((run_dir / "report" / "authority_report.csv").open()))
+    assert sorted(r["key"] for r in rows) == sorted(planted_cases()["known_bad"])
+    for r in rows:
+        assert len(r["sha256"]) == 64 and r["known_bad_list"].startswith("known_bad.csv:")
+    # the report names them but shows nothing of them
+    html = (run_dir / "report" / "report.html").read_text()
+    assert "data:image" not in html and "<img" not in html
+
+
+def test_csv_cells_that_look_like_formulas_are_defused() -> None:
+    from audit.report import _cell
+
+    assert _cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
+    assert _cell("a normal caption") == "a normal caption" and _cell(3) == 3
