@@ -72,6 +72,12 @@ class DaskSettings(_Section):
     retries: int = Field(2, ge=0)
 
 
+class EnergySettings(_Section):
+    cpu_watts_per_core: float = Field(12.0, gt=0)  # used when RAPL counters cannot be read
+    gpu_watts: float = Field(350.0, ge=0)  # H100 PCIe board power, counted while a GPU is used
+    grid_gco2e_per_kwh: float = Field(475.0, ge=0)  # IEA world average; set your grid's
+
+
 class AuditConfig(_Section):
     name: str | None = None
     shards: tuple[str, ...] = ()
@@ -84,6 +90,7 @@ class AuditConfig(_Section):
     text: TextSettings = TextSettings()
     images: ImageSettings = ImageSettings()
     dask: DaskSettings = DaskSettings()
+    energy: EnergySettings = EnergySettings()
 
     @property
     def run_name(self) -> str:
@@ -92,7 +99,7 @@ class AuditConfig(_Section):
     def scoring_dict(self) -> dict[str, Any]:
         """The part of the config that changes scores (not where inputs and outputs live)."""
         d = self.model_dump(mode="json")
-        for k in ("name", "shards", "out"):
+        for k in ("name", "shards", "out", "energy"):
             d.pop(k)
         # threads per worker reach the scorers (onnxruntime); the rest of dask is placement only
         d["dask"] = {"threads_per_worker": self.dask.threads_per_worker}

@@ -77,6 +77,7 @@ def finalize_run(
     created_at: str,
     scheduler: str,
     timings: dict[str, float],
+    energy: dict[str, object] | None = None,
 ) -> Summary:
     done = [r for r in records if r.status == "done"]
     done_ids = [r.shard_id for r in done]
@@ -130,6 +131,7 @@ def finalize_run(
         timings=timings,
         status=summary.status,
         finished=True,
+        energy=energy,
     )
     return summary
 
@@ -144,6 +146,7 @@ def write_manifest(
     timings: dict[str, float],
     status: str,
     finished: bool,
+    energy: dict[str, object] | None = None,
 ) -> Manifest:
     done = [r for r in records if r.status == "done"]
     models = {k: v for r in done for k, v in r.models.items()}
@@ -164,6 +167,7 @@ def write_manifest(
         scheduler=scheduler,
         shards=records,
         timings=timings,
+        energy=energy,
     )
     run.write_json(run.manifest, manifest)
     return manifest

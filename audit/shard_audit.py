@@ -127,6 +127,7 @@ def audit_shard(spec: ShardSpec, cfg: AuditConfig, run_url: str) -> ShardRecord:
         rows_flagged=flags.num_rows,
         seconds=seconds,
         config_hash=cfg.scoring_hash(),
+        fingerprint=spec.fingerprint,
         worker=socket.gethostname(),
         notes=data.notes,
         models=models.records(),

@@ -6,6 +6,7 @@ starts and before anything is written.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +30,21 @@ class ShardSpec:
     sidecar: str | None = None  # webdataset's parquet
     image_embeddings: str | None = None  # clip-retrieval .npy files
     text_embeddings: str | None = None
+    fingerprint: str = ""  # set by shard_fingerprint() on the driver
+
+
+def shard_fingerprint(spec: ShardSpec) -> str:
+    """Size and modification time (or ETag) of each input file: a cheap stand-in for the content
+    hash that costs one metadata call per file instead of reading terabytes on every rerun."""
+    parts = []
+    for url in (spec.path, spec.sidecar, spec.image_embeddings, spec.text_embeddings):
+        if not url:
+            continue
+        fs, path = _fs(url)
+        info = fs.info(path)
+        stamp = info.get("ETag") or info.get("mtime") or info.get("LastModified") or info.get("created")
+        parts.append(f"{info.get('size')}:{stamp}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -1,4 +1,4 @@
-"""The audit as a Dask pipeline: one task per shard, then a merge on the driver.
+"""The audit as a Dask pipeline: validate, one task per shard not yet done, then a merge.
 
 This package is the only code that imports dask.distributed.
 """
@@ -6,6 +6,7 @@ This package is the only code that imports dask.distributed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -17,17 +18,17 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
 from audit.config import AuditConfig, DaskSettings
+from audit.energy import EnergyMeter
 from audit.errors import (
-    AuditError,
     ConfigError,
     EmbeddingMismatchError,
-    InputFileError,
     ModelLoadError,
     RuleError,
     ShardsFailedError,
@@ -37,7 +38,7 @@ from audit.rules import load_rules
 from audit.runfolder import RunFolder
 from audit.schemas import ShardRecord, Summary
 from audit.shard_audit import audit_shard
-from audit.shards import ShardSpec, discover_shards, validate_shard
+from audit.shards import ShardSpec, discover_shards, shard_fingerprint, validate_shard
 
 log = logging.getLogger(__name__)
 # Errors that mean every shard would fail the same way: stop the run instead of retrying shards.
@@ -56,11 +57,14 @@ def run_log(run: RunFolder) -> Iterator[None]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
+    previous = root.level
+    root.setLevel(min(previous, logging.INFO))
     root.addHandler(handler)
     try:
         yield
     finally:
         root.removeHandler(handler)
+        root.setLevel(previous)
         handler.close()
 
 
@@ -91,13 +95,18 @@ def dask_client(settings: DaskSettings, n_tasks: int) -> Iterator[Client]:
 
 
 def _already_done(run: RunFolder, spec: ShardSpec, cfg: AuditConfig) -> ShardRecord | None:
+    """A shard is skipped only if it finished under the same scoring config and its input files
+    are unchanged (same fingerprint): a changed shard is audited again."""
     path = run.shard_record(spec.shard_id)
     if not run.exists(path):
         return None
     record = ShardRecord.model_validate(run.read_json(path))
-    if record.status == "done" and record.config_hash == cfg.scoring_hash() and record.path == spec.path:
-        return record
-    return None
+    same = (record.config_hash, record.path, record.fingerprint) == (
+        cfg.scoring_hash(),
+        spec.path,
+        spec.fingerprint,
+    )
+    return record if record.status == "done" and same else None
 
 
 def _failed(spec: ShardSpec, cfg: AuditConfig, err: BaseException) -> ShardRecord:
@@ -109,16 +118,38 @@ def _failed(spec: ShardSpec, cfg: AuditConfig, err: BaseException) -> ShardRecor
         status="failed",
         error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
         config_hash=cfg.scoring_hash(),
+        fingerprint=spec.fingerprint,
+    )
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
 
 
 def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
     """Validate everything up front, audit the shards not yet done, merge, and summarise."""
     console = console or Console(stderr=True)
+    meter = EnergyMeter(cfg.energy.cpu_watts_per_core, cfg.energy.grid_gco2e_per_kwh, cfg.energy.gpu_watts)
     t0 = time.perf_counter()
     specs = discover_shards(cfg.shards)
-    for spec in specs:
-        validate_shard(spec)
+    with _progress(console) as progress:
+        task = progress.add_task("validate", total=len(specs), unit="shards", rate="")
+        checked = []
+        for spec in specs:
+            validate_shard(spec)
+            checked.append(dataclasses.replace(spec, fingerprint=shard_fingerprint(spec)))
+            progress.advance(task)
+    specs = checked
     load_rules(cfg.rules)
     run = RunFolder(cfg.out)
     if run.exists(run.summary):
@@ -128,40 +159,31 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
     todo = [s for s in specs if s.shard_id not in done]
     records: dict[str, ShardRecord] = dict(done)
     scheduler = cfg.dask.scheduler or "LocalCluster"
-    write_manifest(
-        run,
-        cfg,
-        list(records.values()),
-        created_at=created_at,
-        scheduler=scheduler,
-        timings={},
-        status="running",
-        finished=False,
-    )
+    write_manifest(run, cfg, list(records.values()), created_at=created_at, scheduler=scheduler,
+                   timings={}, status="running", finished=False)  # fmt: skip
     if done:
-        console.print(f"resume: {len(done)} of {len(specs)} shards already done, skipping them")
+        console.print(f"resume: {len(done)} of {len(specs)} shards already done and unchanged, skipping them")
     timings: dict[str, float] = {"validate": round(time.perf_counter() - t0, 3)}
     if todo:
         t1 = time.perf_counter()
         with run_log(run), dask_client(cfg.dask, len(todo)) as client:
             if client.dashboard_link:
                 console.print(f"Dask dashboard: {client.dashboard_link}")
+            log.info("auditing %d shards (%d skipped) on %s", len(todo), len(done), scheduler)
             records.update(_run_tasks(client, todo, cfg, run, console))
         timings["shards"] = round(time.perf_counter() - t1, 3)
     t2 = time.perf_counter()
     ordered = [records[s.shard_id] for s in specs]
-    summary = finalize_run(
-        run,
-        cfg,
-        ordered,
-        created_at=created_at,
-        scheduler=scheduler,
-        timings={
-            **timings,
-            "finalize": round(time.perf_counter() - t2, 3),
-            "total": round(time.perf_counter() - t0, 3),
-        },
-    )
+    with _progress(console) as progress:
+        task = progress.add_task("finalize", total=1, unit="merge", rate="")
+        summary = finalize_run(
+            run, cfg, ordered, created_at=created_at, scheduler=scheduler,
+            timings={**timings, "finalize": round(time.perf_counter() - t2, 3),
+                     "total": round(time.perf_counter() - t0, 3)},
+            energy=meter.finish(used_gpu=any(r.device == "cuda" for r in ordered),
+                                external_workers=bool(cfg.dask.scheduler)),
+        )  # fmt: skip
+        progress.advance(task)
     failed = [r for r in ordered if r.status == "failed"]
     if failed:
         lines = "; ".join(f"{r.path}: {r.error}" for r in failed)
@@ -174,32 +196,16 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
 def _run_tasks(
     client: Client, todo: list[ShardSpec], cfg: AuditConfig, run: RunFolder, console: Console
 ) -> dict[str, ShardRecord]:
+    # pure=False: a rerun must execute again, never reuse a result cached under the same key
     futures = {
-        client.submit(
-            audit_shard,
-            spec,
-            cfg,
-            run.url,
-            key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}",
-            retries=cfg.dask.retries,
-            pure=False,
-        ): spec
+        client.submit(audit_shard, spec, cfg, run.url, key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}",
+                      retries=cfg.dask.retries, pure=False): spec
         for spec in todo
-    }
+    }  # fmt: skip
     out: dict[str, ShardRecord] = {}
-    rows = 0
-    start = time.perf_counter()
-    columns = (
-        TextColumn("[bold]audit"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("shards"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("audit", total=len(todo), rate="")
+    with _progress(console) as progress:
+        task = progress.add_task("audit", total=len(todo), unit="shards", rate="")
+        rows, start = 0, time.perf_counter()
         for fut in as_completed(list(futures)):
             spec = futures[fut]
             try:
@@ -208,12 +214,18 @@ def _run_tasks(
                 for other in futures:
                     other.cancel()
                 raise type(e)(str(e)) from None
-            except (AuditError, InputFileError, Exception) as e:
+            except Exception as e:  # recorded per shard: the other shards go on
                 record = _failed(spec, cfg, e)
                 run.write_json(run.shard_record(spec.shard_id), record)
-                log.error("shard %s failed: %s", spec.shard_id, record.error)
+                log.error(
+                    "shard %s failed after %d retries: %s", spec.shard_id, cfg.dask.retries, record.error
+                )
             out[spec.shard_id] = record
             rows += record.rows_in
-            rate = rows / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, advance=1, rate=f"{rate:,.0f} rows/s")
+            _advance(progress, task, rows, start)
     return out
+
+
+def _advance(progress: Progress, task: TaskID, rows: int, start: float) -> None:
+    rate = rows / max(time.perf_counter() - start, 1e-9)
+    progress.update(task, advance=1, rate=f"{rows:,} rows {rate:,.0f} rows/s")

@@ -42,6 +42,8 @@ class ShardRecord(_Doc):
     rows_flagged: int = 0
     seconds: dict[str, float] = Field(default_factory=dict)
     config_hash: str
+    # size + modification time / ETag of every input file of the shard: a change re-audits it
+    fingerprint: str = ""
     worker: str | None = None
     notes: list[str] = Field(default_factory=list)
     # what actually ran on the worker that audited this shard
@@ -95,3 +97,5 @@ class Manifest(_Doc):
     scheduler: str
     shards: list[ShardRecord]
     timings: dict[str, float] = Field(default_factory=dict)
+    # see audit/energy.py for the method; None while the run is in progress
+    energy: dict[str, object] | None = None
