@@ -22,3 +22,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """AppTest runs the app as the `__main__` module; multiprocessing's spawn re-runs whatever
+    `__main__` points at in every new Dask worker, so later tests would start the dashboard there.
+    Put the real `__main__` back after each dashboard test."""
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main

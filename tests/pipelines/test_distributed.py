@@ -101,8 +101,8 @@ def test_audit_joins_an_external_scheduler(
 def test_unreachable_scheduler_is_a_one_line_error(tmp_path: Path, sample_dir: Path) -> None:
     port = _free_port()
     result = subprocess.run(
-        [BIN / "mmaudit", "audit", "--shards", str(sample_dir / "laion_metadata"), "--out", str(tmp_path / "r"),
-         "--scheduler", f"tcp://127.0.0.1:{port}"],
+        [BIN / "mmaudit", "audit", "--shards", str(sample_dir / "laion_metadata"),
+         "--out", str(tmp_path / "r"), "--scheduler", f"tcp://127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
@@ -144,8 +144,8 @@ def test_shards_read_from_and_run_written_to_s3(s3_server: dict[str, str], sampl
     cfg = make_config(shards=["s3://corpus/in/parquet", "s3://corpus/in/webdataset"], out="s3://corpus/runs/one",
                       **{"dask.scheduler": None, "dask.n_workers": 1})  # fmt: skip
     config = _config_file(cfg, tmp_path / "config.yaml")
-    result = subprocess.run([BIN / "mmaudit", "audit", "--config", str(config)], capture_output=True, text=True,
-                            env=env, timeout=600)  # fmt: skip
+    result = subprocess.run([BIN / "mmaudit", "audit", "--config", str(config)],
+                            capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "run folder: s3://corpus/runs/one" in result.stdout
     read = (
