@@ -81,15 +81,20 @@ KILL_POINTS: dict[str, Callable[[Path], bool]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(sample_dir: Path, make_config, tmp_path_factory: pytest.TempPathFactory):
+    """The reference: the same inputs audited without interruption (once for all kill points)."""
+    base = tmp_path_factory.mktemp("uninterrupted")
+    shards = _inputs(sample_dir, base)
+    run_audit(make_config(shards=shards, out=str(base / "run")))
+    return shards, _outputs(base / "run")
+
+
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_kill_dash_nine_then_rerun_gives_the_uninterrupted_outputs(
-    point: str, sample_dir: Path, make_config, tmp_path: Path
+    point: str, uninterrupted, make_config, tmp_path: Path
 ) -> None:
-    shards = _inputs(sample_dir, tmp_path)
-    reference = tmp_path / "reference"
-    run_audit(make_config(shards=shards, out=str(reference)))
-    expected = _outputs(reference)
-
+    shards, expected = uninterrupted
     run = tmp_path / "killed"
     cmd = _cli(make_config(shards=shards, out=str(run)), tmp_path / "config.yaml")
     killed = _kill_when(cmd, lambda: KILL_POINTS[point](run), tmp_path / "first.log")
