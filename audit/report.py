@@ -135,6 +135,15 @@ td.url { max-width: 18rem; overflow-wrap: anywhere; } td.key { white-space: nowr
 <tr><th>versions</th>
 <td>{% for k, v in m.versions.items() %}{{ k }} {{ v }}{{ ", " if not loop.last }}{% endfor %}</td></tr>
 </table>
+<h3>Energy and emissions (estimate)</h3>
+{% if m.energy %}
+<table id="energy">
+<tr><th>energy</th><td>{{ "%.6f"|format(m.energy.energy_kwh) }} kWh</td></tr>
+<tr><th>CO2e</th><td>{{ "%.3f"|format(m.energy.co2e_grams) }} g at {{ m.energy.grid_gco2e_per_kwh }} gCO2e/kWh</td></tr>
+<tr><th>wall / CPU time</th><td>{{ m.energy.wall_seconds }} s / {{ m.energy.cpu_seconds }} s</td></tr>
+<tr><th>method</th><td>{{ m.energy.method }}</td></tr>
+</table>
+{% else %}<p>No energy estimate in this run's manifest.</p>{% endif %}
 <h3>Input shards</h3>
 <table id="shards">
 <tr><th>shard</th><th>format</th><th>path</th><th>status</th><th>rows in</th><th>flagged</th>

@@ -213,3 +213,15 @@ def test_csv_cells_that_look_like_formulas_are_defused() -> None:
 
     assert _cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
     assert _cell("a normal caption") == "a normal caption" and _cell(3) == 3
+
+
+def test_report_shows_the_energy_estimate_and_its_method(sample_run: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    run_dir = Path(shutil.copytree(sample_run, tmp_path / "run"))
+    energy = json.loads((run_dir / "manifest.json").read_text())["energy"]
+    assert energy["energy_kwh"] > 0 and energy["co2e_grams"] > 0
+    write_report(str(run_dir))
+    html = (run_dir / "report" / "report.html").read_text()
+    assert 'id="energy"' in html and energy["method"].split(" ")[0] in html
