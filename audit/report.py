@@ -139,7 +139,8 @@ td.url { max-width: 18rem; overflow-wrap: anywhere; } td.key { white-space: nowr
 {% if m.energy %}
 <table id="energy">
 <tr><th>energy</th><td>{{ "%.6f"|format(m.energy.energy_kwh) }} kWh</td></tr>
-<tr><th>CO2e</th><td>{{ "%.3f"|format(m.energy.co2e_grams) }} g at {{ m.energy.grid_gco2e_per_kwh }} gCO2e/kWh</td></tr>
+<tr><th>CO2e</th><td>{{ "%.3f"|format(m.energy.co2e_grams) }} g
+ at {{ m.energy.grid_gco2e_per_kwh }} gCO2e/kWh</td></tr>
 <tr><th>wall / CPU time</th><td>{{ m.energy.wall_seconds }} s / {{ m.energy.cpu_seconds }} s</td></tr>
 <tr><th>method</th><td>{{ m.energy.method }}</td></tr>
 </table>
