@@ -96,6 +96,16 @@ class RunFolder:
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)
 
+    def remove_stale_temp_files(self) -> int:
+        """Temp files left by a writer that was killed before its rename. Called when a run starts;
+        the rerun writes every piece they were meant to become."""
+        if not self.fs.exists(self.root):
+            return 0
+        stale = [p for p in self.fs.find(self.root) if ".tmp-" in p.rsplit("/", 1)[-1]]
+        for path in stale:
+            self.fs.rm(path)
+        return len(stale)
+
     def ls(self, *parts: str) -> list[str]:
         folder = self.path(*parts)
         if not self.fs.exists(folder):

@@ -154,6 +154,8 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
     run = RunFolder(cfg.out)
     if run.exists(run.summary):
         run.fs.rm(run.summary)  # a summary only ever describes a finished run
+    if stale := run.remove_stale_temp_files():
+        log.info("removed %d temp files left by an interrupted run", stale)
     created_at = now()
     done = {s.shard_id: r for s in specs if (r := _already_done(run, s, cfg))}
     todo = [s for s in specs if s.shard_id not in done]
