@@ -94,7 +94,7 @@ class PlantedCorpus:
 
     def sample(self, n: int) -> np.ndarray:
         """About n rows from whole blocks spread evenly over the corpus (rows are iid within a block)."""
-        n_take = min(self.n_blocks, max(1, -(-n // self.block_rows)))
+        n_take = min(self.n_blocks, -(-n // self.block_rows) + 1)  # a spare block: the last may be short
         picks = np.unique(np.linspace(0, self.n_blocks - 1, n_take).round().astype(int))
         return np.concatenate([self.block(int(b))[0] for b in picks])[:n]
 

@@ -109,8 +109,20 @@ def test_knn_doubling_range_search_matches_native_range_search(ivf_index, vector
     native = ivf_index.range_search(queries, 0.55)
     doubled = range_search_by_knn(lambda q, k: ivf_index._search(q, k, None), queries, 0.55, start_k=4)
     assert native.lims[-1] > 4 * len(queries)  # some queries need several doublings
-    np.testing.assert_array_equal(doubled.lims, native.lims)
-    np.testing.assert_array_equal(doubled.ids, native.ids)
+
+    def per_query(found) -> list[set[int]]:
+        # The two paths may round a sim differently in the last bit: leave out items at the threshold.
+        clear = np.abs(found.similarities - 0.55) > 1e-5
+        return [
+            set(
+                found.ids[found.lims[q] : found.lims[q + 1]][
+                    clear[found.lims[q] : found.lims[q + 1]]
+                ].tolist()
+            )
+            for q in range(len(found.lims) - 1)
+        ]
+
+    assert per_query(doubled) == per_query(native)
 
 
 def test_knn_doubling_range_search_stops_at_max_k_and_says_so(flat_index, vectors, caplog) -> None:
