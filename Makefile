@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean bench bench-scorers
+.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -64,10 +64,13 @@ test: setup ## run the whole test suite (offline, CPU)
 test-fast: setup ## the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: bench-scorers ## every benchmark (JSON under bench/results/)
+bench: bench-scorers bench-neighbours ## every benchmark (JSON under bench/results/)
 
 bench-scorers: setup ## captions/s per text scorer (one core), images/s for open_nsfw
 	$(BIN)/python -m audit.benchmarks.scorers --out bench/results/scorers.json
+
+bench-neighbours: setup ## FAISS near-duplicates/clusters/outliers on 1M synthetic 512-d vectors
+	$(BIN)/python -m audit.neighbours.bench --out bench/results/neighbours.json --rows 1000000 --dim 512
 
 lint: setup ## ruff check and format check
 	$(BIN)/ruff check .
