@@ -322,12 +322,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     a, b = clip_like_pairs(args.rows, args.dim, seed=args.seed)
     concepts = clip_like_concepts(args.concepts, args.dim, seed=args.seed)
+    load_before = os.getloadavg()  # other processes on the machine skew every timing; say how busy it was
     cpu = run_cpu(args, a, b, concepts)
     result: dict[str, Any] = {
         "benchmark": "audit.kernels.bench",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {k: v for k, v in vars(args).items() if k not in ("out", "sweep")},
-        "machine": machine_info(),
+        "machine": {
+            **machine_info(),
+            "loadavg_1_5_15_before": load_before,
+            "loadavg_1_5_15_after": os.getloadavg(),
+        },
         "cpu": cpu,
         "targets": targets(cpu),
     }
