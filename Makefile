@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours
+.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -64,7 +64,13 @@ test: setup ## run the whole test suite (offline, CPU)
 test-fast: setup ## the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: bench-scorers bench-neighbours ## every benchmark (JSON under bench/results/)
+BENCH_ROWS ?= 1000000
+BENCH_DIM  ?= 512
+
+bench: bench-scorers bench-kernels bench-neighbours ## every benchmark (JSON under bench/results/)
+
+bench-kernels: setup ## int8 kernels vs float32 (CPU) / float16 (CUDA) on 1M x 512
+	$(BIN)/python -m audit.kernels.bench --out bench/results/kernels.json --rows $(BENCH_ROWS) --dim $(BENCH_DIM)
 
 bench-scorers: setup ## captions/s per text scorer (one core), images/s for open_nsfw
 	$(BIN)/python -m audit.benchmarks.scorers --out bench/results/scorers.json

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from audit.errors import AuditError
+from audit.errors import AuditError, ConfigError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Audit image-text corpora for harmful content."
@@ -90,6 +90,35 @@ def report(run: Annotated[str, typer.Option(help="run folder")] = "runs/sample")
         _fail(e)
     for p in paths:
         print(p)
+
+
+@app.command()
+def expand(
+    run: Annotated[str, typer.Option(help="run folder (audited with neighbours enabled)")] = "runs/sample",
+    seeds: Annotated[Path | None, typer.Option(help="file with one seed key per line")] = None,
+    from_decisions: Annotated[bool, typer.Option(help="seed with reviewer-confirmed harmful keys")] = False,
+    min_similarity: Annotated[float | None, typer.Option(help="cosine radius around each seed")] = None,
+    k: Annotated[int | None, typer.Option(help="nearest neighbours per seed")] = None,
+) -> None:
+    """kNN expansion: items near seed keys, linked to their seed, as RUN/near_flagged.parquet."""
+    from audit.pipelines.neighbours_run import expand_seeds
+    from audit.review import load_decisions, load_run
+    from audit.runfolder import RunFolder
+
+    keys: list[str] = []
+    if seeds:
+        keys += [line.strip() for line in seeds.read_text().splitlines() if line.strip()]
+    try:
+        if from_decisions:
+            keys += [k_ for k_, d in load_decisions(load_run(run)).items() if d.decision == "confirm_harmful"]
+        if not keys:
+            raise ConfigError("expand: no seed keys (give --seeds FILE and/or --from-decisions)")
+        if min_similarity is None and k is None:
+            min_similarity = 0.9
+        table = expand_seeds(RunFolder(run), keys, min_similarity=min_similarity, k=k)
+    except AuditError as e:
+        _fail(e)
+    print(f"{table.num_rows} near-flagged items from {len(set(keys))} seeds: {run}/near_flagged.parquet")
 
 
 @app.command()

@@ -78,6 +78,17 @@ class EnergySettings(_Section):
     grid_gco2e_per_kwh: float = Field(475.0, ge=0)  # IEA world average; set your grid's
 
 
+class NeighbourSettings(_Section):
+    enabled: bool = True
+    near_duplicate_similarity: float = Field(0.95, gt=0, le=1)  # cosine of image embeddings
+    caption_duplicate_similarity: float = Field(0.97, gt=0, le=1)  # cosine of text embeddings
+    k: int = Field(8, ge=1)  # neighbours searched per row
+    nprobe: int = Field(2, ge=1)  # IVF lists visited per query (flat indexes ignore it)
+    outlier_k: int = Field(5, ge=1)  # outlier score: 1 - cosine to the k-th neighbour
+    clusters: int | None = Field(None, ge=1)  # k-means clusters; None: about sqrt(rows) / 2
+    memory_budget_gb: float = Field(4.0, gt=0)  # picks Flat, IVF-SQ8 or IVF-PQ
+
+
 class AuditConfig(_Section):
     name: str | None = None
     shards: tuple[str, ...] = ()
@@ -91,6 +102,7 @@ class AuditConfig(_Section):
     images: ImageSettings = ImageSettings()
     dask: DaskSettings = DaskSettings()
     energy: EnergySettings = EnergySettings()
+    neighbours: NeighbourSettings = NeighbourSettings()
 
     @property
     def run_name(self) -> str:
@@ -99,7 +111,7 @@ class AuditConfig(_Section):
     def scoring_dict(self) -> dict[str, Any]:
         """The part of the config that changes scores (not where inputs and outputs live)."""
         d = self.model_dump(mode="json")
-        for k in ("name", "shards", "out", "energy"):
+        for k in ("name", "shards", "out", "energy", "neighbours"):
             d.pop(k)
         # threads per worker reach the scorers (onnxruntime); the rest of dask is placement only
         d["dask"] = {"threads_per_worker": self.dask.threads_per_worker}

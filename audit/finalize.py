@@ -78,6 +78,7 @@ def finalize_run(
     scheduler: str,
     timings: dict[str, float],
     energy: dict[str, object] | None = None,
+    neighbours: dict[str, int] | None = None,
 ) -> Summary:
     done = [r for r in records if r.status == "done"]
     done_ids = [r.shard_id for r in done]
@@ -116,6 +117,7 @@ def finalize_run(
         clip_meaningful=clip_meaningful,
         warnings=warnings,
         skipped_rules=skipped_rules(rules, clip_meaningful),
+        neighbours=neighbours or {},
     )
     # the same invariant, checked against the files actually written
     written = quarantine.num_rows + sum(run.read_parquet(run.scores(s)).num_rows for s in done_ids)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.config import AuditConfig
+from audit.embedding_store import write_shard_embeddings
 from audit.errors import EmbeddingMismatchError
 from audit.model_cache import Models, get_models
 from audit.readers import ShardData, read_shard
@@ -33,6 +34,10 @@ def _timed(seconds: dict[str, float], name: str):
     t0 = time.perf_counter()
     yield
     seconds[name] = round(time.perf_counter() - t0, 4)
+
+
+def _quarantined(table: pa.Table) -> np.ndarray:
+    return pc.is_valid(table.column("quarantine_reason")).to_numpy(zero_copy_only=False)
 
 
 def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -111,6 +116,7 @@ def audit_shard(spec: ShardSpec, cfg: AuditConfig, run_url: str) -> ShardRecord:
         flags = apply_rules(scored, models.rules, clip_meaningful=models.clip.meaningful)
     with _timed(seconds, "write"):
         run.write_parquet(run.scores(spec.shard_id), scored)
+        write_shard_embeddings(run, spec.shard_id, table.filter(pa.array(~_quarantined(table))))
         run.write_parquet(run.part("flags", spec.shard_id), flags)
         run.write_parquet(run.part("quarantine", spec.shard_id), quarantined)
     if scored.num_rows + quarantined.num_rows != data.table.num_rows:

@@ -34,6 +34,7 @@ from audit.errors import (
     ShardsFailedError,
 )
 from audit.finalize import finalize_run, now, write_manifest
+from audit.pipelines.neighbours_run import merge_neighbours, neighbours_pending, run_neighbours
 from audit.rules import load_rules
 from audit.runfolder import RunFolder
 from audit.schemas import ShardRecord, Summary
@@ -166,14 +167,34 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
     if done:
         console.print(f"resume: {len(done)} of {len(specs)} shards already done and unchanged, skipping them")
     timings: dict[str, float] = {"validate": round(time.perf_counter() - t0, 3)}
-    if todo:
-        t1 = time.perf_counter()
-        with run_log(run), dask_client(cfg.dask, len(todo)) as client:
-            if client.dashboard_link:
-                console.print(f"Dask dashboard: {client.dashboard_link}")
+    neighbour_counts: dict[str, int] = {}
+    with contextlib.ExitStack() as stack:
+        clients: list[Client] = []
+
+        def client() -> Client:  # started on first need: a rerun with nothing to do starts no cluster
+            if not clients:
+                stack.enter_context(run_log(run))
+                clients.append(stack.enter_context(dask_client(cfg.dask, max(1, len(todo)))))
+                if clients[0].dashboard_link:
+                    console.print(f"Dask dashboard: {clients[0].dashboard_link}")
+            return clients[0]
+
+        if todo:
+            t1 = time.perf_counter()
             log.info("auditing %d shards (%d skipped) on %s", len(todo), len(done), scheduler)
-            records.update(_run_tasks(client, todo, cfg, run, console))
-        timings["shards"] = round(time.perf_counter() - t1, 3)
+            records.update(_run_tasks(client(), todo, cfg, run, console))
+            timings["shards"] = round(time.perf_counter() - t1, 3)
+        if cfg.neighbours.enabled:
+            t3 = time.perf_counter()
+            current = [records[s.shard_id] for s in specs]
+            if neighbours_pending(run, current, cfg.neighbours):
+                console.print(
+                    "neighbours: FAISS index, near-duplicates, clusters and outliers over the corpus"
+                )
+                neighbour_counts = run_neighbours(client(), run, cfg, current)
+            else:
+                neighbour_counts = merge_neighbours(run, [r for r in current if r.status == "done"])
+            timings["neighbours"] = round(time.perf_counter() - t3, 3)
     t2 = time.perf_counter()
     ordered = [records[s.shard_id] for s in specs]
     with _progress(console) as progress:
@@ -184,6 +205,7 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
                      "total": round(time.perf_counter() - t0, 3)},
             energy=meter.finish(used_gpu=any(r.device == "cuda" for r in ordered),
                                 external_workers=bool(cfg.dask.scheduler)),
+            neighbours=neighbour_counts,
         )  # fmt: skip
         progress.advance(task)
     failed = [r for r in ordered if r.status == "failed"]

@@ -16,6 +16,7 @@ from audit.schemas.inputs import (
 from audit.schemas.outputs import (
     FLAGS_SCHEMA,
     INGESTED_SCHEMA,
+    NEIGHBOURS_SCHEMA,
     OUTPUT_SCHEMA_VERSION,
     QUARANTINE_REASONS,
     QUARANTINE_SCHEMA,
@@ -41,6 +42,7 @@ __all__ = [
     "INPUT_FIELDS",
     "INPUT_SCHEMA_VERSION",
     "LAION_METADATA_SCHEMA",
+    "NEIGHBOURS_SCHEMA",
     "OUTPUT_SCHEMA_VERSION",
     "QUARANTINE_REASONS",
     "QUARANTINE_SCHEMA",

@@ -131,6 +131,18 @@ FLAGS_SCHEMA = _versioned(
     ],
 )
 
+# neighbours/<shard>.parquet: corpus-wide per-row results of the FAISS stage. duplicates.parquet
+# and clusters.parquet follow audit.neighbours.schemas (DUPLICATES_SCHEMA, CLUSTERS_SCHEMA).
+NEIGHBOURS_SCHEMA = _versioned(
+    "neighbours",
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("cluster", pa.int32()),
+        pa.field("cluster_similarity", pa.float32()),
+        pa.field("outlier_score", pa.float32()),  # 1 - cosine to the k-th nearest other row
+    ],
+)
+
 QUARANTINE_SCHEMA = _versioned(
     "quarantine",
     [

@@ -70,6 +70,8 @@ class Summary(_Doc):
     clip_meaningful: bool
     warnings: list[str] = Field(default_factory=list)
     skipped_rules: dict[str, str] = Field(default_factory=dict)
+    # corpus-wide FAISS results: duplicate rows by kind, number of clusters
+    neighbours: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _rows_accounted_for(self) -> Summary:

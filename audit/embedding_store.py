@@ -1,0 +1,55 @@
+"""Per-shard CLIP embeddings in the run folder, block-int8 (about 0.27x the bytes of float32).
+
+``embeddings/<shard>.image.parquet`` and ``embeddings/<shard>.text.parquet`` hold the rows that
+have an embedding, keyed; the format is ``audit.schemas.embedding_storage``. The corpus-wide
+stages (FAISS index, duplicates, clusters, expansion) read them back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from audit.kernels.dispatch import get_kernel
+from audit.kernels.quantize import DEFAULT_BLOCK_SIZE
+from audit.kernels.storage import from_table, to_table
+from audit.runfolder import RunFolder
+
+SIDES = {"image": "image_embedding", "text": "text_embedding"}
+
+
+def block_size_for(dim: int) -> int:
+    """The default block size, or the largest power of two >= 16 that tiles a smaller dimension."""
+    block = DEFAULT_BLOCK_SIZE
+    while block > 16 and dim % block:
+        block //= 2
+    return block
+
+
+def embedding_path(run: RunFolder, shard_id: str, side: str) -> str:
+    return run.path("embeddings", f"{shard_id}.{side}.parquet")
+
+
+def write_shard_embeddings(run: RunFolder, shard_id: str, scored: pa.Table) -> dict[str, int]:
+    """Quantize and write both sides of one shard's scored rows; returns rows written per side."""
+    quantize = get_kernel("quantize_int8", "cpu")
+    written = {}
+    keys = scored.column("key").to_pylist()
+    for side, column in SIDES.items():
+        values = scored.column(column).to_pylist() if column in scored.column_names else [None] * len(keys)
+        idx = [i for i, v in enumerate(values) if v is not None]
+        if idx:
+            matrix = np.asarray([values[i] for i in idx], np.float32)
+            q = quantize(matrix, block_size=block_size_for(matrix.shape[1]))
+            run.write_parquet(embedding_path(run, shard_id, side), to_table(q, [keys[i] for i in idx]))
+        written[side] = len(idx)
+    return written
+
+
+def read_shard_embeddings(run: RunFolder, shard_id: str, side: str) -> tuple[list[str], np.ndarray] | None:
+    """(keys, dequantized float32 rows) of one shard's side, or None when it has none."""
+    path = embedding_path(run, shard_id, side)
+    if not run.exists(path):
+        return None
+    q, keys = from_table(run.read_parquet(path))
+    return list(keys or []), np.asarray(get_kernel("dequantize_int8", "cpu")(q), np.float32)

@@ -1,0 +1,284 @@
+"""Corpus-wide FAISS stages, explicit sync points after the per-shard audit:
+
+    sample -> train (index + k-means) -> add every shard -> save index/   (driver)
+    per shard: search -> near-duplicate pairs, outlier scores, cluster ids  (Dask tasks)
+    merge: duplicate groups (exact, image, caption) and per-cluster flag rates (driver)
+
+Resumable like the rest: the index and each shard's neighbour outputs record the digest of the
+corpus they were built from, and are reused while it is unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+
+import numpy as np
+import pyarrow as pa
+from dask.distributed import Client, as_completed
+
+from audit.config import AuditConfig, NeighbourSettings
+from audit.embedding_store import read_shard_embeddings
+from audit.neighbours import (
+    DUPLICATES_SCHEMA,
+    IndexConfig,
+    KeyTable,
+    NeighbourIndex,
+    SimilarPairs,
+    assign_clusters,
+    choose_index_spec,
+    cluster_counts,
+    clusters_table,
+    exact_duplicate_groups,
+    near_duplicate_groups,
+    outlier_scores,
+    row_ids,
+    similar_pairs,
+    train_kmeans,
+)
+from audit.runfolder import RunFolder
+from audit.schemas import NEIGHBOURS_SCHEMA, ShardRecord
+
+log = logging.getLogger(__name__)
+SIDES = {"image": "image", "text": "caption"}  # embedding side -> duplicate kind
+
+
+def corpus_digest(records: list[ShardRecord], settings: NeighbourSettings) -> str:
+    parts = sorted(f"{r.shard_id}:{r.sha256}:{r.config_hash}" for r in records)
+    parts.append(settings.model_dump_json())
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _n_clusters(n: int, settings: NeighbourSettings) -> int:
+    wanted = settings.clusters or round(float(np.sqrt(n)) / 2)
+    return max(1, min(wanted, 1024, n))
+
+
+def build_indexes(
+    run: RunFolder, records: list[ShardRecord], settings: NeighbourSettings, digest: str
+) -> bool:
+    """Train and fill one index per side, plus k-means centroids; skipped when built for this digest."""
+    stamp = run.path("index", "corpus.json")
+    if run.exists(stamp) and run.read_json(stamp).get("digest") == digest:
+        return True
+    built = False
+    for side in SIDES:
+        shards = [(i, read_shard_embeddings(run, r.shard_id, side)) for i, r in enumerate(records)]
+        shards = [(i, got) for i, got in shards if got is not None]
+        n = sum(len(keys) for _, (keys, _) in shards)
+        if n < 2:
+            continue
+        dim = shards[0][1][1].shape[1]
+        spec = choose_index_spec(
+            n, dim, IndexConfig(memory_budget_bytes=int(settings.memory_budget_gb * 2**30))
+        )
+        rng = np.random.default_rng(0)
+        # the driver holds one side of the corpus while it builds: fine to ~10^7 rows (docs/architecture.md)
+        sample = np.concatenate([v for _, (_, v) in shards])
+        if spec.train_size and len(sample) > spec.train_size:
+            sample = sample[rng.choice(len(sample), spec.train_size, replace=False)]
+        index = NeighbourIndex.create(spec)
+        if spec.kind != "flat":
+            index.train(sample)
+        for i, (_, vectors) in shards:
+            index.add(vectors, row_ids(i, len(vectors)))
+        index.save(run.path("index", side))
+        if side == "image":
+            centroids = train_kmeans(sample, _n_clusters(n, settings))
+            run.write_bytes(run.path("index", "centroids.npy"), _npy(centroids))
+        built = True
+    run.write_json(stamp, {"digest": digest})
+    return built
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_index(folder: str, digest: str) -> NeighbourIndex:
+    return NeighbourIndex.load(folder)  # once per worker and corpus digest
+
+
+def neighbours_shard(
+    run_url: str, shard_index: int, shard_id: str, settings: NeighbourSettings, digest: str
+) -> str:
+    """One shard's search against the corpus index: pairs, outlier scores, clusters. Runs on a worker."""
+    run = RunFolder(run_url)
+    done = run.path("neighbours", f"{shard_id}.json")
+    if run.exists(done) and run.read_json(done).get("digest") == digest:
+        return shard_id
+    image = read_shard_embeddings(run, shard_id, "image")
+    keys, vectors = image if image else ([], np.zeros((0, 1), np.float32))
+    ids = row_ids(shard_index, len(keys))
+    if len(keys) and run.exists(run.path("index", "image", "index.json")):
+        index = _load_index(run.path("index", "image"), digest)
+        k = min(max(settings.k, settings.outlier_k + 1), index.ntotal)
+        found = index.search(vectors, k, nprobe=settings.nprobe)
+        pairs = similar_pairs(ids, found, settings.near_duplicate_similarity)
+        outliers = outlier_scores(ids, found, min(settings.outlier_k, k - 1)) if k > 1 else np.zeros(len(ids))
+        with run.fs.open(run.path("index", "centroids.npy"), "rb") as f:
+            centroids = np.load(f)
+        labels, closeness = assign_clusters(centroids, vectors)
+    else:
+        pairs = SimilarPairs.of(np.empty(0), np.empty(0), np.empty(0))
+        outliers = np.zeros(0, np.float32)
+        labels, closeness = np.zeros(0, np.int32), np.zeros(0, np.float32)
+    _write_pairs(run, shard_id, "image", pairs)
+    text = read_shard_embeddings(run, shard_id, "text")
+    if text and run.exists(run.path("index", "text", "index.json")):
+        tindex = _load_index(run.path("index", "text"), digest)
+        tk = min(settings.k, tindex.ntotal)
+        tfound = tindex.search(text[1], tk, nprobe=settings.nprobe)
+        tpairs = similar_pairs(
+            row_ids(shard_index, len(text[0])), tfound, settings.caption_duplicate_similarity
+        )
+    else:
+        tpairs = SimilarPairs.of(np.empty(0), np.empty(0), np.empty(0))
+    _write_pairs(run, shard_id, "text", tpairs)
+
+    flagged_keys = set(run.read_parquet(run.part("flags", shard_id)).column("key").to_pylist())
+    scores = run.read_parquet(run.scores(shard_id), schema=None).select(["key", "concept_hits"]).to_pylist()
+    top = {r["key"]: (r["concept_hits"] or [None])[0] for r in scores}
+    counts = cluster_counts(labels, [k in flagged_keys for k in keys], [top.get(k) for k in keys])
+    run.write_parquet(run.part("cluster_counts", shard_id), counts)
+    rows = pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "cluster": pa.array(labels, pa.int32()),
+            "cluster_similarity": pa.array(closeness, pa.float32()),
+            "outlier_score": pa.array(outliers, pa.float32()),
+        },
+        schema=NEIGHBOURS_SCHEMA,
+    )
+    run.write_parquet(run.path("neighbours", f"{shard_id}.parquet"), rows)
+    run.write_json(done, {"digest": digest})  # last: marks this shard's neighbour outputs complete
+    return shard_id
+
+
+def _write_pairs(run: RunFolder, shard_id: str, side: str, pairs: SimilarPairs) -> None:
+    table = pa.table({"a": pairs.a, "b": pairs.b, "similarity": pairs.similarity})
+    run.write_parquet(run.part("pairs", f"{shard_id}.{side}"), table)
+
+
+def _read_pairs(run: RunFolder, shard_id: str, side: str) -> SimilarPairs:
+    t = run.read_parquet(run.part("pairs", f"{shard_id}.{side}"))
+    return SimilarPairs(t.column("a").to_numpy(), t.column("b").to_numpy(), t.column("similarity").to_numpy())
+
+
+def neighbours_pending(run: RunFolder, records: list[ShardRecord], settings: NeighbourSettings) -> bool:
+    """Whether any corpus-wide output is missing or was built from another corpus or settings."""
+    done = [r for r in records if r.status == "done"]
+    digest = corpus_digest(done, settings)
+    stamps = [run.path("index", "corpus.json")] + [run.path("neighbours", f"{r.shard_id}.json") for r in done]
+    return any(not run.exists(p) or run.read_json(p).get("digest") != digest for p in stamps)
+
+
+def run_neighbours(
+    client: Client, run: RunFolder, cfg: AuditConfig, records: list[ShardRecord]
+) -> dict[str, int]:
+    """The sync points above, for the shards that are done; returns counts for the summary."""
+    settings = cfg.neighbours
+    done = [r for r in records if r.status == "done"]
+    digest = corpus_digest(done, settings)
+    build_indexes(run, done, settings, digest)
+    futures = [
+        client.submit(neighbours_shard, run.url, i, r.shard_id, settings, digest, pure=False,
+                      key=f"neighbours-{r.shard_id}-{digest}")
+        for i, r in enumerate(done)
+    ]  # fmt: skip
+    for fut in as_completed(futures):
+        fut.result()
+    return merge_neighbours(run, done)
+
+
+def merge_neighbours(run: RunFolder, done: list[ShardRecord]) -> dict[str, int]:
+    id_parts, key_parts, exact_keys, exact_hashes = [], [], [], []
+    for i, r in enumerate(done):
+        for side in SIDES:
+            got = read_shard_embeddings(run, r.shard_id, side)
+            if got and side == "image":
+                id_parts.append(row_ids(i, len(got[0])))
+                key_parts.append(got[0])
+        scores = run.read_parquet(run.scores(r.shard_id)).select(["key", "sha256"])
+        exact_keys += scores.column("key").to_pylist()
+        exact_hashes += scores.column("sha256").to_pylist()
+    lookup = KeyTable(np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64),
+                      [k for part in key_parts for k in part])  # fmt: skip
+    tables = [exact_duplicate_groups(exact_keys, exact_hashes)]
+    for side, kind in SIDES.items():
+        pairs = SimilarPairs.concat(_read_pairs(run, r.shard_id, side) for r in done)
+        keys = lookup if side == "image" else _text_lookup(run, done)
+        tables.append(near_duplicate_groups(pairs, keys, kind=kind))
+    duplicates = pa.concat_tables([t.cast(DUPLICATES_SCHEMA) for t in tables])
+    run.write_parquet(run.path("duplicates.parquet"), duplicates)
+    counts = [run.read_parquet(run.part("cluster_counts", r.shard_id)) for r in done]
+    clusters = clusters_table(counts)
+    run.write_parquet(run.path("clusters.parquet"), clusters)
+    kinds = duplicates.column("kind").to_pylist()
+    by_kind = {kind: kinds.count(kind) for kind in set(kinds)}
+    return {
+        "duplicate_rows_exact": int(by_kind.get("exact", 0)),
+        "duplicate_rows_image": int(by_kind.get("image", 0)),
+        "duplicate_rows_caption": int(by_kind.get("caption", 0)),
+        "clusters": clusters.num_rows,
+    }
+
+
+def _text_lookup(run: RunFolder, done: list[ShardRecord]) -> KeyTable:
+    ids, keys = [], []
+    for i, r in enumerate(done):
+        got = read_shard_embeddings(run, r.shard_id, "text")
+        if got:
+            ids.append(row_ids(i, len(got[0])))
+            keys += got[0]
+    return KeyTable(np.concatenate(ids) if ids else np.zeros(0, np.int64), keys)
+
+
+def describe(run: RunFolder) -> dict:
+    path = run.path("index", "image", "index.json")
+    return json.loads(run.fs.cat(path)) if run.exists(path) else {}
+
+
+def expand_seeds(
+    run: RunFolder, seed_keys: list[str], *, min_similarity: float | None, k: int | None
+) -> pa.Table:
+    """Every item within ``min_similarity`` (cosine) or among the ``k`` nearest of a seed, linked to
+    the seed that found it, as ``near-flagged`` rows; written to RUN/near_flagged.parquet."""
+    from audit.errors import InputFileError
+    from audit.neighbours import expand_from_seeds
+    from audit.schemas import Manifest
+
+    if not run.exists(run.path("index", "image", "index.json")):
+        raise InputFileError(f"{run.url}: no index/image in the run folder (audit with neighbours.enabled)")
+    manifest = Manifest.model_validate(run.read_json(run.manifest))
+    done = [r for r in manifest.shards if r.status == "done"]
+    wanted = set(seed_keys)
+    ids, keys, seed_vectors, seed_ids = [], [], [], []
+    for i, r in enumerate(done):
+        got = read_shard_embeddings(run, r.shard_id, "image")
+        if not got:
+            continue
+        shard_ids = row_ids(i, len(got[0]))
+        ids.append(shard_ids)
+        keys += got[0]
+        for j, key in enumerate(got[0]):
+            if key in wanted:
+                seed_vectors.append(got[1][j])
+                seed_ids.append(shard_ids[j])
+    if not seed_vectors:
+        raise InputFileError(f"none of the {len(wanted)} seed keys has an image embedding in {run.url}")
+    index = NeighbourIndex.load(run.path("index", "image"))
+    lookup = KeyTable(np.concatenate(ids), keys)
+    seeds = np.asarray(seed_vectors, np.float32)
+    nprobe = max(index.spec.nprobe, 8)  # expansion wants recall more than speed
+    table = expand_from_seeds(index, seeds, np.asarray(seed_ids, np.int64), lookup,
+                              min_similarity=min_similarity, k=k, nprobe=nprobe)  # fmt: skip
+    run.write_parquet(run.path("near_flagged.parquet"), table)
+    return table
