@@ -54,7 +54,8 @@ def test_similarity_matches_cosine_of_the_models_own_embeddings(
     row = out.filter(pa.compute.equal(out.column("key"), "photo-astronaut"))
     img = np.asarray(row.column("image_embedding")[0].as_py())
     txt = tiny_clip.encode_texts([row.column("caption")[0].as_py()])[0]
-    assert row.column("clip_similarity")[0].as_py() == pytest.approx(float(img @ txt), abs=1e-4)
+    # computed from the block-int8 codes the run stores: within the kernels' documented bound
+    assert row.column("clip_similarity")[0].as_py() == pytest.approx(float(img @ txt), abs=0.003)
 
 
 def test_precomputed_embeddings_run_no_model(tiny_clip: ClipModel) -> None:
@@ -85,5 +86,5 @@ def test_precomputed_embeddings_run_no_model(tiny_clip: ClipModel) -> None:
     expected = (
         img / np.linalg.norm(img, axis=1, keepdims=True) * (txt / np.linalg.norm(txt, axis=1, keepdims=True))
     ).sum(1)
-    np.testing.assert_allclose(out.column("clip_similarity").to_numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(out.column("clip_similarity").to_numpy(), expected, atol=0.003)
     assert out.column("image_status").to_pylist() == ["precomputed"] * 3
