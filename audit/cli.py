@@ -92,6 +92,23 @@ def report(run: Annotated[str, typer.Option(help="run folder")] = "runs/sample")
         print(p)
 
 
+@app.command("export-embeddings")
+def export_embeddings_cmd(
+    run: Annotated[str, typer.Option(help="run folder")] = "runs/sample",
+    out: Annotated[
+        str, typer.Option(help="where to write the clip-retrieval folder")
+    ] = "runs/sample-embeddings",
+) -> None:
+    """Write the run's embeddings as a clip-retrieval folder (audit it again without CLIP inference)."""
+    from audit.export import export_embeddings
+
+    try:
+        rows = export_embeddings(run, out)
+    except AuditError as e:
+        _fail(e)
+    print(f"{rows} rows with both embeddings: {out}")
+
+
 @app.command()
 def expand(
     run: Annotated[str, typer.Option(help="run folder (audited with neighbours enabled)")] = "runs/sample",

@@ -82,15 +82,25 @@ class ConceptProbes:
 
     def score(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores (N, K) cosine to each concept, hits (N, K) bool: threshold reached and every
-        negative prompt beaten)."""
-        x = l2_normalize(embeddings)
-        scores = x @ self.matrix.T
+        negative prompt beaten).
+
+        Scored from the block-int8 codes the run stores, with the fused kernel, so an audit of the
+        stored embeddings gives the same numbers (quantizing dequantized codes is exact)."""
+        from audit.embedding_store import block_size_for
+        from audit.kernels.dispatch import get_kernel
+
+        q = get_kernel("quantize_int8", "cpu")(
+            l2_normalize(embeddings), block_size=block_size_for(embeddings.shape[1])
+        )
         thresholds = np.asarray([c.threshold for c in self.bank.concepts], np.float32)
-        hits = scores >= thresholds
-        for k, neg in enumerate(self.negatives):
+        k = min(3, len(thresholds))
+        found = get_kernel("concept_scores_int8", "cpu")(q, self.matrix, k=k, threshold=thresholds)
+        scores, hits = np.asarray(found.scores, np.float32), np.asarray(found.mask, bool).copy()
+        x = l2_normalize(np.asarray(get_kernel("dequantize_int8", "cpu")(q), np.float32))
+        for c, neg in enumerate(self.negatives):
             if len(neg):
-                hits[:, k] &= scores[:, k] > (x @ neg.T.astype(np.float32)).max(axis=1)
-        return scores.astype(np.float32), hits
+                hits[:, c] &= scores[:, c] > (x @ neg.T.astype(np.float32)).max(axis=1)
+        return scores, hits
 
     def describe(self, scores: np.ndarray, hits: np.ndarray) -> tuple[list[list[str]], list[str | None]]:
         """Per row: harm concepts hit (best first; combination-only ones included, for rules) and

@@ -30,20 +30,27 @@ def embedding_path(run: RunFolder, shard_id: str, side: str) -> str:
     return run.path("embeddings", f"{shard_id}.{side}.parquet")
 
 
-def write_shard_embeddings(run: RunFolder, shard_id: str, scored: pa.Table) -> dict[str, int]:
-    """Quantize and write both sides of one shard's scored rows; returns rows written per side."""
+def embedding_tables(scored: pa.Table) -> dict[str, pa.Table]:
+    """Block-int8 tables (keyed) of the rows that have each side's embedding."""
     quantize = get_kernel("quantize_int8", "cpu")
-    written = {}
     keys = scored.column("key").to_pylist()
+    out = {}
     for side, column in SIDES.items():
         values = scored.column(column).to_pylist() if column in scored.column_names else [None] * len(keys)
         idx = [i for i, v in enumerate(values) if v is not None]
         if idx:
             matrix = np.asarray([values[i] for i in idx], np.float32)
             q = quantize(matrix, block_size=block_size_for(matrix.shape[1]))
-            run.write_parquet(embedding_path(run, shard_id, side), to_table(q, [keys[i] for i in idx]))
-        written[side] = len(idx)
-    return written
+            out[side] = to_table(q, [keys[i] for i in idx])
+    return out
+
+
+def write_shard_embeddings(run: RunFolder, shard_id: str, scored: pa.Table) -> dict[str, int]:
+    """Quantize and write both sides of one shard's scored rows at once; returns rows per side."""
+    tables = embedding_tables(scored)
+    for side, table in tables.items():
+        run.write_parquet(embedding_path(run, shard_id, side), table)
+    return {side: tables[side].num_rows if side in tables else 0 for side in SIDES}
 
 
 def read_shard_embeddings(run: RunFolder, shard_id: str, side: str) -> tuple[list[str], np.ndarray] | None:

@@ -84,6 +84,11 @@ class KnownBadLists:
     def __len__(self) -> int:
         return len(self.exact) + len(self._phash)
 
+    def match_sha256(self, sha256: str) -> HashMatch | None:
+        """Exact match on a SHA-256 alone: for rows known only by metadata (precomputed embeddings)."""
+        hit = self.exact.get(("sha256", sha256.lower()))
+        return HashMatch(hit[0], "sha256", hit[1], 0) if hit else None
+
     def match(
         self, data: bytes, sha256: str | None, image: Image.Image | None
     ) -> tuple[HashMatch | None, str | None]:

@@ -28,6 +28,12 @@ class RunFolder:
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
+    def url_of(self, *parts: str) -> str:
+        """A full URL (with its protocol) for libraries that open paths themselves."""
+        fs = self.fs
+        path = self.path(*parts)
+        return path if fs.protocol in ("file", ("file", "local")) else fs.unstrip_protocol(path)
+
     # --- layout -------------------------------------------------------------------------------
     def scores(self, shard_id: str) -> str:
         return self.path("scores", f"{shard_id}.parquet")

@@ -1,23 +1,31 @@
-"""Audit one shard: read, score, flag, and write its outputs atomically. Runs inside a worker."""
+"""Audit one shard batch by batch: read, score, flag, and write its outputs atomically (temp +
+rename, the shard record last). Runs inside a worker; memory follows the batch, not the shard."""
 
 from __future__ import annotations
 
+import contextlib
+import posixpath
 import socket
 import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from audit.config import AuditConfig
-from audit.embedding_store import write_shard_embeddings
+from audit.embedding_store import embedding_path, embedding_tables
 from audit.errors import EmbeddingMismatchError
+from audit.kernels.dispatch import kernel_backends
 from audit.model_cache import Models, get_models
-from audit.readers import ShardData, read_shard
+from audit.readers import DEFAULT_BATCH_ROWS, iter_shard
 from audit.rules import apply_rules
 from audit.runfolder import RunFolder
-from audit.schemas import QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
+from audit.schemas import FLAGS_SCHEMA, QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
 from audit.shards import ShardSpec
 from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
 from audit.stages.concept_probes import score_concepts
@@ -28,16 +36,17 @@ from audit.stages.similarity_analysis import analyse_similarity
 from audit.stages.text_safety import TextSafetyConfig, score_text_safety
 from audit.tables import conform
 
+# Rows per row group of the per-shard output files: scores hold no image bytes (~1 KB a row), so
+# a shard's writers buffer ~16 MB at most.
+OUTPUT_ROW_GROUP_ROWS = 16_384
+
 
 @contextmanager
 def _timed(seconds: dict[str, float], name: str):
+    """Adds the block's seconds to ``seconds[name]`` (summed over a shard's batches)."""
     t0 = time.perf_counter()
     yield
-    seconds[name] = round(time.perf_counter() - t0, 4)
-
-
-def _quarantined(table: pa.Table) -> np.ndarray:
-    return pc.is_valid(table.column("quarantine_reason")).to_numpy(zero_copy_only=False)
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -60,17 +69,18 @@ def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     return scored, quarantined
 
 
-def check_precomputed(data: ShardData, spec: ShardSpec, models: Models) -> None:
+def check_precomputed(table: pa.Table, embedding_model: str | None, spec: ShardSpec, models: Models) -> bool:
     """Precomputed embeddings must live in the configured CLIP model's space: concept probes and
-    similarities compare them with that model's text embeddings."""
-    emb = data.table.column("image_embedding")
-    first = next((v for v in emb.to_pylist() if v is not None), None) if emb.null_count < len(emb) else None
-    if first is None:
-        return
-    source = f" (from {data.embedding_model})" if data.embedding_model else ""
-    if data.embedding_model and data.embedding_model != models.clip.architecture:
+    similarities compare them with that model's text embeddings. False while ``table`` (a batch)
+    holds no embedding to check yet."""
+    emb = pc.drop_null(table.column("image_embedding"))
+    if len(emb) == 0:
+        return False
+    first = emb[0].as_py()
+    source = f" (from {embedding_model})" if embedding_model else ""
+    if embedding_model and embedding_model != models.clip.architecture:
         raise EmbeddingMismatchError(
-            f"{spec.path}: precomputed embeddings come from {data.embedding_model}, "
+            f"{spec.path}: precomputed embeddings come from {embedding_model}, "
             f"but clip.model is {models.clip.architecture}"
         )
     if len(first) != models.clip.embed_dim:
@@ -78,6 +88,7 @@ def check_precomputed(data: ShardData, spec: ShardSpec, models: Models) -> None:
             f"{spec.path}: precomputed embeddings are {len(first)}-d{source}, "
             f"but clip.model {models.clip.architecture} makes {models.clip.embed_dim}-d embeddings"
         )
+    return True
 
 
 def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
@@ -86,7 +97,10 @@ def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
     table, images = decode_images(table, DecodeImagesConfig(max_pixels=cfg.images.max_pixels))
     table = match_known_bad(table, lists=models.known_bad, images=images)
     table = score_clip_similarity(
-        table, ClipSimilarityConfig(batch_size=cfg.clip.batch_size), model=models.clip, images=images
+        table,
+        ClipSimilarityConfig(batch_size=cfg.clip.batch_size, device=models.device),
+        model=models.clip,
+        images=images,
     )
     table = analyse_similarity(table)
     if models.concepts is not None:
@@ -100,45 +114,138 @@ def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
     return score_text_safety(table, TextSafetyConfig(batch_size=cfg.text.batch_size), scorers=models.text)
 
 
-def audit_shard(spec: ShardSpec, cfg: AuditConfig, run_url: str) -> ShardRecord:
-    """Everything for one shard; the shard record is written last, so it marks the shard done."""
+class _ParquetSink:
+    """Rows of one output file, written through a single ParquetWriter on a temp path in the run
+    folder and renamed into place by ``commit``; rows are buffered up to ``flush_rows`` so a shard
+    read in small batches still gets row groups of a useful size."""
+
+    def __init__(self, run: RunFolder, final: str, schema: pa.Schema, flush_rows: int) -> None:
+        self.fs, self.final, self.schema, self.flush_rows = run.fs, final, schema, flush_rows
+        self.tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"  # RunFolder.ls skips these
+        self.rows = 0
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        self._file = self.fs.open(self.tmp, "wb")
+        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._buffer.append(table)
+            self._buffered += table.num_rows
+            self.rows += table.num_rows
+        if self._buffered >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write_table(pa.concat_tables(self._buffer).cast(self.schema))
+            self._buffer, self._buffered = [], 0
+
+    def commit(self) -> None:
+        self._flush()
+        self._writer.close()
+        self._file.close()
+        self.fs.mv(self.tmp, self.final)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(Exception):
+            self._file.close()
+        with contextlib.suppress(Exception):
+            if self.fs.exists(self.tmp):
+                self.fs.rm(self.tmp)
+
+
+@contextmanager
+def _sinks(run: RunFolder, shard_id: str, flush_rows: int) -> Iterator[dict[str, _ParquetSink]]:
+    """The shard's three output files; all renamed into place on success, temp files removed on error."""
+    sinks: dict[str, _ParquetSink] = {}
+    try:
+        sinks["scores"] = _ParquetSink(run, run.scores(shard_id), SCORES_SCHEMA, flush_rows)
+        sinks["flags"] = _ParquetSink(run, run.part("flags", shard_id), FLAGS_SCHEMA, flush_rows)
+        sinks["quarantine"] = _ParquetSink(
+            run, run.part("quarantine", shard_id), QUARANTINE_SCHEMA, flush_rows
+        )
+        yield sinks
+    except BaseException:
+        for sink in sinks.values():
+            sink.abort()
+        raise
+
+
+def _timed_iter(it: Iterator[pa.Table], seconds: dict[str, float], name: str) -> Iterator[pa.Table]:
+    while True:
+        t0 = time.perf_counter()
+        item = next(it, None)
+        seconds[name] += time.perf_counter() - t0
+        if item is None:
+            return
+        yield item
+
+
+def audit_shard(
+    spec: ShardSpec, cfg: AuditConfig, run_url: str, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> ShardRecord:
+    """Everything for one shard, ``batch_rows`` rows at a time: memory follows the batch, not the
+    shard. Outputs are renamed into place once every batch is written; the shard record is written
+    last, so it marks the shard done."""
     run = RunFolder(run_url)
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = defaultdict(float)
     with _timed(seconds, "load_models"):
         models = get_models(cfg)
-    with _timed(seconds, "read"):
-        data = read_shard(spec, clip_model=models.clip.architecture)
-    check_precomputed(data, spec, models)
-    with _timed(seconds, "score"):
-        table = score_shard_table(data.table, cfg)
-    scored, quarantined = split_quarantine(table)
-    with _timed(seconds, "flag"):
-        flags = apply_rules(scored, models.rules, clip_meaningful=models.clip.meaningful)
-    with _timed(seconds, "write"):
-        run.write_parquet(run.scores(spec.shard_id), scored)
-        write_shard_embeddings(run, spec.shard_id, table.filter(pa.array(~_quarantined(table))))
-        run.write_parquet(run.part("flags", spec.shard_id), flags)
-        run.write_parquet(run.part("quarantine", spec.shard_id), quarantined)
-    if scored.num_rows + quarantined.num_rows != data.table.num_rows:
-        raise AssertionError(f"{spec.path}: rows lost in scoring")  # a bug, never bad data
+    reader = iter_shard(spec, clip_model=models.clip.architecture, batch_rows=batch_rows)
+    checked = False
+    flush_rows = max(batch_rows, OUTPUT_ROW_GROUP_ROWS)
+    with (
+        _sinks(run, spec.shard_id, flush_rows) as out,
+        contextlib.closing(reader.batches()) as batches,  # closes the shard's files on error too
+    ):
+        for batch in _timed_iter(batches, seconds, "read"):
+            if not checked:
+                checked = check_precomputed(batch, reader.embedding_model, spec, models)
+            with _timed(seconds, "score"):
+                table = score_shard_table(batch, cfg)
+            scored, quarantined = split_quarantine(table)
+            if scored.num_rows + quarantined.num_rows != batch.num_rows:
+                raise AssertionError(f"{spec.path}: rows lost in scoring")  # a bug, never bad data
+            with _timed(seconds, "flag"):
+                flags = apply_rules(scored, models.rules, clip_meaningful=models.clip.meaningful)
+            with _timed(seconds, "write"):
+                out["scores"].add(scored)
+                out["flags"].add(flags)
+                out["quarantine"].add(quarantined)
+                kept = table.filter(pc.is_null(table.column("quarantine_reason")))
+                for side, emb in embedding_tables(kept).items():  # block-int8, for the corpus-wide stages
+                    if f"embeddings-{side}" not in out:
+                        path = embedding_path(run, spec.shard_id, side)
+                        out[f"embeddings-{side}"] = _ParquetSink(run, path, emb.schema, flush_rows)
+                    out[f"embeddings-{side}"].add(emb)
+        if out["scores"].rows + out["quarantine"].rows != reader.rows:
+            raise AssertionError(f"{spec.path}: rows lost in scoring")
+        with _timed(seconds, "write"):
+            for sink in out.values():
+                sink.commit()
+    assert reader.sha256 is not None
     record = ShardRecord(
         shard_id=spec.shard_id,
         path=spec.path,
         format=spec.format,
-        sha256=data.sha256,
+        sha256=reader.sha256,
         status="done",
-        rows_in=data.table.num_rows,
-        rows_scored=scored.num_rows,
-        rows_quarantined=quarantined.num_rows,
-        rows_flagged=flags.num_rows,
-        seconds=seconds,
+        rows_in=reader.rows,
+        rows_scored=out["scores"].rows,
+        rows_quarantined=out["quarantine"].rows,
+        rows_flagged=out["flags"].rows,
+        seconds={k: round(v, 4) for k, v in seconds.items()},
         config_hash=cfg.scoring_hash(),
         fingerprint=spec.fingerprint,
         worker=socket.gethostname(),
-        notes=data.notes,
+        notes=reader.notes,
         models=models.records(),
         device=models.device,
-        kernel_backends={"paired_cosine": "numpy-float32"},
+        kernel_backends=kernel_backends(models.device),
     )
     run.write_json(run.shard_record(spec.shard_id), record)
     return record

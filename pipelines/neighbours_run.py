@@ -84,7 +84,7 @@ def build_indexes(
             index.train(sample)
         for i, (_, vectors) in shards:
             index.add(vectors, row_ids(i, len(vectors)))
-        index.save(run.path("index", side))
+        index.save(run.url_of("index", side))
         if side == "image":
             centroids = train_kmeans(sample, _n_clusters(n, settings))
             run.write_bytes(run.path("index", "centroids.npy"), _npy(centroids))
@@ -118,7 +118,7 @@ def neighbours_shard(
     keys, vectors = image if image else ([], np.zeros((0, 1), np.float32))
     ids = row_ids(shard_index, len(keys))
     if len(keys) and run.exists(run.path("index", "image", "index.json")):
-        index = _load_index(run.path("index", "image"), digest)
+        index = _load_index(run.url_of("index", "image"), digest)
         k = min(max(settings.k, settings.outlier_k + 1), index.ntotal)
         found = index.search(vectors, k, nprobe=settings.nprobe)
         pairs = similar_pairs(ids, found, settings.near_duplicate_similarity)
@@ -126,14 +126,14 @@ def neighbours_shard(
         with run.fs.open(run.path("index", "centroids.npy"), "rb") as f:
             centroids = np.load(f)
         labels, closeness = assign_clusters(centroids, vectors)
-    else:
+    else:  # too few rows in the corpus for an index: no neighbours, and say so with nulls
         pairs = SimilarPairs.of(np.empty(0), np.empty(0), np.empty(0))
-        outliers = np.zeros(0, np.float32)
-        labels, closeness = np.zeros(0, np.int32), np.zeros(0, np.float32)
+        outliers = np.full(len(keys), np.nan, np.float32)
+        labels, closeness = None, np.full(len(keys), np.nan, np.float32)
     _write_pairs(run, shard_id, "image", pairs)
     text = read_shard_embeddings(run, shard_id, "text")
     if text and run.exists(run.path("index", "text", "index.json")):
-        tindex = _load_index(run.path("index", "text"), digest)
+        tindex = _load_index(run.url_of("index", "text"), digest)
         tk = min(settings.k, tindex.ntotal)
         tfound = tindex.search(text[1], tk, nprobe=settings.nprobe)
         tpairs = similar_pairs(
@@ -146,14 +146,17 @@ def neighbours_shard(
     flagged_keys = set(run.read_parquet(run.part("flags", shard_id)).column("key").to_pylist())
     scores = run.read_parquet(run.scores(shard_id), schema=None).select(["key", "concept_hits"]).to_pylist()
     top = {r["key"]: (r["concept_hits"] or [None])[0] for r in scores}
-    counts = cluster_counts(labels, [k in flagged_keys for k in keys], [top.get(k) for k in keys])
+    if labels is not None:
+        counts = cluster_counts(labels, [k in flagged_keys for k in keys], [top.get(k) for k in keys])
+    else:
+        counts = cluster_counts(np.zeros(0, np.int32), [], [])
     run.write_parquet(run.part("cluster_counts", shard_id), counts)
     rows = pa.table(
         {
             "key": pa.array(keys, pa.string()),
-            "cluster": pa.array(labels, pa.int32()),
-            "cluster_similarity": pa.array(closeness, pa.float32()),
-            "outlier_score": pa.array(outliers, pa.float32()),
+            "cluster": pa.array(labels if labels is not None else [None] * len(keys), pa.int32()),
+            "cluster_similarity": pa.array(closeness, pa.float32(), from_pandas=True),
+            "outlier_score": pa.array(outliers, pa.float32(), from_pandas=True),
         },
         schema=NEIGHBOURS_SCHEMA,
     )
@@ -274,7 +277,7 @@ def expand_seeds(
                 seed_ids.append(shard_ids[j])
     if not seed_vectors:
         raise InputFileError(f"none of the {len(wanted)} seed keys has an image embedding in {run.url}")
-    index = NeighbourIndex.load(run.path("index", "image"))
+    index = NeighbourIndex.load(run.url_of("index", "image"))
     lookup = KeyTable(np.concatenate(ids), keys)
     seeds = np.asarray(seed_vectors, np.float32)
     nprobe = max(index.spec.nprobe, 8)  # expansion wants recall more than speed

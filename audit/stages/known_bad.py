@@ -28,6 +28,13 @@ def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[in
     for i in active_rows(table):
         i = int(i)
         if raw[i] is None:
+            # no bytes (precomputed embeddings, metadata only): the dataset's SHA-256 can still match
+            if sha[i] and len(lists):
+                hit = lists.match_sha256(sha[i])
+                matched[i] = True if hit else None
+                if hit:
+                    which[i] = f"{hit.list_name}:sha256" + (f":{hit.label}" if hit.label else "")
+                    distance[i] = 0
             continue
         if not len(lists):
             phash[i], matched[i] = phash_hex(images.get(i)), False

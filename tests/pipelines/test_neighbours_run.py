@@ -2,28 +2,68 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from audit.embedding_store import read_shard_embeddings
 from audit.pipelines.audit_run import run_audit
 from audit.runfolder import RunFolder
-from audit.sample import planted_cases
+from audit.sample import build_rows, planted_cases
 from audit.schemas import NEIGHBOURS_SCHEMA
 
 pytestmark = pytest.mark.slow
 
 
+def _pixel_features(data: bytes) -> np.ndarray:
+    """A 32-d image descriptor from the pixels (4x8 grey thumbnail, centred): copies of one photo
+    land close together, different pictures do not. The tiny test CLIP has random weights and
+    cannot tell pictures apart, so the FAISS stages are tested on these instead."""
+    im = Image.open(io.BytesIO(data)).convert("L").resize((8, 4))
+    v = np.asarray(im, np.float32).reshape(-1)
+    return v - v.mean()
+
+
+def _caption_features(text: str) -> np.ndarray:
+    v = np.zeros(32, np.float32)
+    for word in text.lower().split():
+        v[int(hashlib.md5(word.encode()).hexdigest(), 16) % 32] += 1
+    return v
+
+
 @pytest.fixture(scope="module")
-def neighbour_run(sample_dir: Path, make_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("neighbours") / "run"
-    cfg = make_config(shards=[str(sample_dir / "parquet"), str(sample_dir / "webdataset")], out=str(out),
-                      **{"neighbours.near_duplicate_similarity": 0.9})  # fmt: skip
-    run_audit(cfg)
+def neighbour_run(make_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's decodable rows as a clip-retrieval folder with pixel-based embeddings."""
+    base = tmp_path_factory.mktemp("neighbours")
+    rows = [
+        r for r in build_rows() if r.image and r.case != "fetch_failed" and not r.case.startswith("malformed")
+    ]
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (base / "emb" / sub).mkdir(parents=True)
+    np.save(base / "emb" / "img_emb" / "img_emb_0.npy", np.stack([_pixel_features(r.image) for r in rows]))
+    np.save(
+        base / "emb" / "text_emb" / "text_emb_0.npy", np.stack([_caption_features(r.caption) for r in rows])
+    )
+    meta = {
+        "key": [r.key for r in rows],
+        "caption": [r.caption for r in rows],
+        "sha256": [hashlib.sha256(r.image).hexdigest() for r in rows],
+    }
+    pq.write_table(pa.table(meta), base / "emb" / "metadata" / "metadata_0.parquet")
+    out = base / "run"
+    run_audit(
+        make_config(
+            shards=[str(base / "emb")], out=str(out), **{"neighbours.near_duplicate_similarity": 0.97}
+        )
+    )
     return out
 
 
@@ -51,12 +91,14 @@ def test_planted_near_duplicates_form_their_groups(neighbour_run: Path) -> None:
             f"neardup-{name}-resized",
             f"neardup-{name}-cropped",
         }
-        assert any(family <= g for g in groups), (name, groups)
+        [group] = [g for g in groups if family & g]
+        assert family <= group, (name, group)
+        assert not any(k.startswith(("gen-", "known-bad-")) for k in group), group
 
 
 def test_every_row_with_an_embedding_gets_a_cluster_and_outlier_score(neighbour_run: Path) -> None:
     run = RunFolder(str(neighbour_run))
-    for shard in ("00000", "00001", "00002"):
+    for shard in ("metadata_0",):
         table = pq.read_table(neighbour_run / "neighbours" / f"{shard}.parquet")
         assert table.schema.names == NEIGHBOURS_SCHEMA.names
         keys, _ = read_shard_embeddings(run, shard, "image")
@@ -84,7 +126,7 @@ def test_knn_expansion_from_a_planted_seed_finds_its_copies(neighbour_run: Path,
     seeds.write_text("photo-chelsea\n")
     result = subprocess.run(
         [sys.executable, "-m", "audit.cli", "expand", "--run", str(neighbour_run), "--seeds", str(seeds),
-         "--min-similarity", "0.9"],
+         "--min-similarity", "0.97"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
