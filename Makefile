@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels
+.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,7 +67,10 @@ test-fast: setup ## the tests not marked slow
 BENCH_ROWS ?= 1000000
 BENCH_DIM  ?= 512
 
-bench: bench-scorers bench-kernels bench-neighbours ## every benchmark (JSON under bench/results/)
+bench: bench-scorers bench-kernels bench-neighbours bench-memory ## every benchmark (JSON under bench/results/)
+
+bench-memory: setup ## peak memory 10 vs 100 shards and a growing shard; end-to-end rows/s per stage
+	$(BIN)/python -m audit.benchmarks.memory --out bench/results/memory.json
 
 bench-kernels: setup ## int8 kernels vs float32 (CPU) / float16 (CUDA) on 1M x 512
 	$(BIN)/python -m audit.kernels.bench --out bench/results/kernels.json --rows $(BENCH_ROWS) --dim $(BENCH_DIM)
