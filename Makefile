@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory
+.PHONY: help setup system-deps sample fetch audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ system-deps:
 
 sample: setup ## build the embedded sample corpus into $(SAMPLE)
 	$(BIN)/mmaudit sample --out $(SAMPLE)
+
+fetch: setup ## download images of metadata SHARDS with img2dataset into OUT (resumable): make fetch SHARDS=meta/ OUT=data/fetched
+	$(BIN)/mmaudit fetch --out $(OUT) $(foreach s,$(SHARDS),--shards $(s))
 
 audit: setup ## audit SHARDS (default: the embedded sample) into the run folder OUT
 	@if [ "$(SHARDS)" = "$(SAMPLE)/parquet $(SAMPLE)/webdataset" ]; then $(BIN)/mmaudit sample --out $(SAMPLE) --quiet; fi

@@ -62,6 +62,15 @@ def audit(
     )
     for reason, n in summary.flags_by_reason.items():
         console.print(f"  {reason:<24} {n}")
+    if summary.rows_text_only:
+        console.print(
+            f"[yellow]{summary.rows_text_only} rows were audited text-only[/] (no image bytes: metadata-only "
+            "input or failed downloads); image-based harms cannot be seen there. `mmaudit fetch` downloads "
+            "the images of metadata shards first.",
+            highlight=False,
+        )
+    if summary.fetch:
+        console.print(f"fetch: {summary.fetch}", highlight=False)
     print(f"run folder: {cfg.out}")
 
 
@@ -77,6 +86,44 @@ def sample(
     if not quiet:
         for fmt, paths in written.items():
             print(f"{fmt:<16} {' '.join(paths)}")
+
+
+@app.command()
+def fetch(
+    shards: Annotated[
+        list[str], typer.Option(help="LAION metadata parquet: file, directory or glob; repeatable")
+    ],
+    out: Annotated[str, typer.Option(help="output folder: OUT/<shard_id>/ per input shard")] = "data/fetched",
+    output_format: Annotated[str, typer.Option(help="parquet | webdataset")] = "parquet",
+    processes: Annotated[int, typer.Option(help="img2dataset processes")] = 1,
+    threads: Annotated[int, typer.Option(help="download threads per process")] = 16,
+    timeout: Annotated[int, typer.Option(help="seconds per request")] = 10,
+    retries: Annotated[int, typer.Option(help="retries per URL")] = 0,
+    image_size: Annotated[int, typer.Option(help="resize target (keep_ratio)")] = 256,
+    resize_mode: Annotated[
+        str, typer.Option(help="no | keep_ratio | center_crop | border ...")
+    ] = "keep_ratio",
+    keep_metadata: Annotated[bool, typer.Option(help="keep every metadata column")] = True,
+    ignore_robots: Annotated[bool, typer.Option(help="ignore X-Robots-Tag noai/noindex")] = False,
+) -> None:
+    """Download images of LAION-style metadata shards with img2dataset (resumable); audit OUT/*/ next."""
+    from audit.fetch import FetchSettings, fetch_images
+
+    try:
+        settings = FetchSettings(
+            output_format=output_format, processes_count=processes, thread_count=threads, timeout=timeout,
+            retries=retries, image_size=image_size, resize_mode=resize_mode, keep_metadata=keep_metadata,
+            disallowed_header_directives=() if ignore_robots else None,
+        )  # fmt: skip
+        result = fetch_images(shards, out, settings=settings)
+    except AuditError as e:
+        _fail(e)
+    s = result.stats
+    console.print(f"fetched {s.successes} of {s.count} ({s.success_rate:.1%}); failed {s.failed}")
+    for reason, n in s.reasons.items():
+        console.print(f"  {reason:<26} {n}")
+    for p in result.outputs:
+        print(p)
 
 
 @app.command()

@@ -69,6 +69,29 @@ def _image_status(run: RunFolder, shard_ids: list[str]) -> dict[str, int]:
     return dict(sorted(counter.items()))
 
 
+def _fetch_outcome(run: RunFolder, shard_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Download status and failure reasons of rows that came from img2dataset (status column)."""
+    from audit.fetch import error_reason
+
+    status: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for s in shard_ids:
+        t = run.read_parquet(run.scores(s)).select(["fetch_status", "fetch_error"])
+        for st, err in zip(
+            t.column("fetch_status").to_pylist(), t.column("fetch_error").to_pylist(), strict=True
+        ):
+            if st is None:
+                continue
+            status[st] += 1
+            if st != "success":
+                reasons[error_reason(err)] += 1
+    return (
+        {"status": dict(sorted(status.items())), "failure_reasons": dict(sorted(reasons.items()))}
+        if status
+        else {}
+    )
+
+
 def finalize_run(
     run: RunFolder,
     cfg: AuditConfig,
@@ -92,6 +115,7 @@ def finalize_run(
     run.write_parquet(run.flags, flags)
     run.write_parquet(run.quarantine, quarantine)
 
+    image_status = _image_status(run, done_ids)
     clip = next((r.models["clip"] for r in done if "clip" in r.models), None)
     clip_meaningful = clip is not None and clip.weights != "random"
     rules = load_rules(cfg.rules)
@@ -112,12 +136,14 @@ def finalize_run(
         flags_by_reason=_counts([x for reasons in flags.column("reasons").to_pylist() for x in reasons]),
         flags_by_severity=_counts(flags.column("severity").to_pylist()),
         quarantine_by_reason=_counts(quarantine.column("reason").to_pylist()),
-        image_status=_image_status(run, done_ids),
+        image_status=image_status,
         clip_weights=clip.weights if clip else "unknown",
         clip_meaningful=clip_meaningful,
         warnings=warnings,
         skipped_rules=skipped_rules(rules, clip_meaningful),
         neighbours=neighbours or {},
+        rows_text_only=image_status.get("absent", 0),
+        fetch=_fetch_outcome(run, done_ids),
     )
     # the same invariant, checked against the files actually written
     written = quarantine.num_rows + sum(run.read_parquet(run.scores(s)).num_rows for s in done_ids)

@@ -72,6 +72,11 @@ class Summary(_Doc):
     skipped_rules: dict[str, str] = Field(default_factory=dict)
     # corpus-wide FAISS results: duplicate rows by kind, number of clusters
     neighbours: dict[str, int] = Field(default_factory=dict)
+    # rows scored on their caption only (no image bytes: metadata-only input or a failed fetch)
+    rows_text_only: int = 0
+    # img2dataset download outcome of the rows that went through a fetch: status -> rows, and
+    # failure reasons -> rows
+    fetch: dict[str, dict[str, int]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _rows_accounted_for(self) -> Summary:
