@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample fetch audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory
+.PHONY: help setup system-deps sample fetch audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory bench-fetch
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -70,7 +70,10 @@ test-fast: setup ## the tests not marked slow
 BENCH_ROWS ?= 1000000
 BENCH_DIM  ?= 512
 
-bench: bench-scorers bench-kernels bench-neighbours bench-memory ## every benchmark (JSON under bench/results/)
+bench: bench-scorers bench-kernels bench-neighbours bench-memory bench-fetch ## every benchmark (JSON under bench/results/)
+
+bench-fetch: setup ## img2dataset fetch images/s against a local HTTP server, and the metadata-join overhead
+	$(BIN)/python -m audit.benchmarks.fetch --out bench/results/fetch.json
 
 bench-memory: setup ## peak memory 10 vs 100 shards and a growing shard; end-to-end rows/s per stage
 	$(BIN)/python -m audit.benchmarks.memory --out bench/results/memory.json
