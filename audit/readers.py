@@ -242,10 +242,12 @@ def normalize(
     """
     n = table.num_rows
     row_index = np.arange(start, start + n, dtype=np.int64)
-    if "key" in cols:
-        keys = _as(table, cols, "key", pa.string()).to_pylist()
-    elif "sample_id" in cols:
+    # the dataset's own id first: img2dataset's `key` is renumbered per fetch output folder, while
+    # LAION's SAMPLE_ID / DataComp's uid stay unique corpus-wide (decisions and removal lists key on it)
+    if "sample_id" in cols:
         keys = _as(table, cols, "sample_id", pa.string()).to_pylist()
+    elif "key" in cols:
+        keys = _as(table, cols, "key", pa.string()).to_pylist()
     else:
         keys = [None] * n
     keys = [k if k not in (None, "") else f"{spec.shard_id}:{start + i}" for i, k in enumerate(keys)]

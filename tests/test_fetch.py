@@ -235,8 +235,10 @@ def test_fetched_set_audits_end_to_end(fetched: Fetched, make_config, tmp_path: 
     assert summary.rows_quarantined == 0
     (scores_file,) = (run / "scores").glob("*.parquet")
     scores = pq.read_table(scores_file)
-    key_of = dict(zip(_output(fetched).column("url").to_pylist(), _output(fetched).column("key").to_pylist(),
-                      strict=True))  # fmt: skip
+    # audited rows are keyed by the dataset's own SAMPLE_ID, kept through the fetch
+    output = _output(fetched)
+    sample_ids = [str(v) for v in output.column("SAMPLE_ID").to_pylist()]
+    key_of = dict(zip(output.column("url").to_pylist(), sample_ids, strict=True))
     status = dict(
         zip(scores.column("key").to_pylist(), scores.column("image_status").to_pylist(), strict=True)
     )
