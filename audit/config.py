@@ -70,6 +70,8 @@ class DaskSettings(_Section):
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
     retries: int = Field(2, ge=0)
+    # rows per batch inside a shard task: memory follows the batch, not the shard
+    batch_rows: int = Field(1024, ge=1)
 
 
 class EnergySettings(_Section):

@@ -222,8 +222,8 @@ def _run_tasks(
 ) -> dict[str, ShardRecord]:
     # pure=False: a rerun must execute again, never reuse a result cached under the same key
     futures = {
-        client.submit(audit_shard, spec, cfg, run.url, key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}",
-                      retries=cfg.dask.retries, pure=False): spec
+        client.submit(audit_shard, spec, cfg, run.url, cfg.dask.batch_rows, retries=cfg.dask.retries,
+                      key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}", pure=False): spec
         for spec in todo
     }  # fmt: skip
     out: dict[str, ShardRecord] = {}
