@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,13 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CONFIG = REPO / "pipelines" / "configs" / "sample.yaml"
 
-# A real open_clip architecture, shrunk so CPU tests stay fast. Its weights are random values
-# saved to a real checkpoint file and loaded through open_clip's local-dir path.
-TINY_CLIP_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
+from audit.local_models import build_tiny_clip  # noqa: E402
 
 
 def cuda_available() -> bool:
@@ -41,17 +34,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import open_clip
-    import torch
-
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}})
-    )
-    torch.manual_seed(0)
-    model = open_clip.create_model(f"local-dir:{folder}")
-    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    return folder
+    """A real open_clip architecture, shrunk; random weights saved to a real checkpoint file and
+    loaded through open_clip's local-dir path."""
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
 
 
 @pytest.fixture(scope="session")

@@ -11,55 +11,15 @@ import torch
 from audit.config import DetoxifySettings
 from audit.detoxify_scorer import DetoxifyScorer
 from audit.errors import ModelLoadError
-
-CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+from audit.local_models import build_detoxify_checkpoint
 
 
 @pytest.fixture(scope="module")
 def tiny_detoxify(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("detoxify")
-    hf = folder / "hf"
-    hf.mkdir()
-    vocab = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        *["a", "the", "dog", "you", "are", "an", "idiot", "nice", "photo", "of"],
-    ]
-    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(str(hf / "vocab.txt")).save_pretrained(hf)
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        num_labels=len(CLASSES),
-    )
-    cfg.save_pretrained(hf)
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(cfg).eval()
-    checkpoint = {
-        "config": {
-            "arch": {
-                "args": {
-                    "model_type": "bert-base-uncased",
-                    "model_name": "BertForSequenceClassification",
-                    "tokenizer_name": "BertTokenizer",
-                    "num_classes": len(CLASSES),
-                }
-            },
-            "dataset": {"args": {"classes": CLASSES}},
-        },
-        "state_dict": model.state_dict(),
-    }
-    torch.save(checkpoint, folder / "tiny.ckpt")
-    return folder / "tiny.ckpt", hf, model
+    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+            "max_position_embeddings": 64}  # fmt: skip
+    words = ["a", "the", "dog", "you", "are", "an", "idiot", "nice", "photo", "of"]
+    return build_detoxify_checkpoint(tmp_path_factory.mktemp("detoxify"), words, tiny)
 
 
 def test_local_checkpoint_loads_offline_with_its_own_weights(tiny_detoxify) -> None:

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audit.benchmarks.common import machine, peak_rss_mib, write_json
+from audit.local_models import build_tiny_clip
 
 MAX_RATIO = 1.2
 STAGES = ("load_models", "read", "score", "flag", "write")
@@ -126,27 +127,10 @@ IMAGE_SHARD_SCHEMA = pa.schema(
 )
 
 
-# A real open_clip architecture shrunk so 2 CPU cores audit thousands of rows a second (the same
-# one the tests use); its random weights are saved to a local checkpoint and loaded from there.
-TINY_CLIP_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
+# audit.local_models' tiny open_clip (the one the tests use): 2 CPU cores audit thousands of rows
+# a second; its random weights are saved to a local checkpoint and loaded from there.
 def tiny_clip(folder: Path) -> Path:
-    import open_clip
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}})
-    )
-    torch.manual_seed(0)
-    model = open_clip.create_model(f"local-dir:{folder}")
-    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    return folder
+    return build_tiny_clip(folder)
 
 
 def _config(overrides: dict, clip: str):

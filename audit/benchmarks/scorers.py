@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.benchmarks.common import machine, median_seconds, write_json
+from audit.local_models import build_detoxify_checkpoint
 
 TARGETS = {"lexicon": 300_000, "hatesonar": 5_000}  # captions/s on one core
 WORDS = [
@@ -90,36 +91,9 @@ def synthetic_captions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def _tiny_bert_base_checkpoint(folder: Path) -> tuple[str, str]:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    hf = folder / "hf"
-    hf.mkdir()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS)), "café"]
-    vocab += [f"[unused{i}]" for i in range(30522 - len(vocab))]
-    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(str(hf / "vocab.txt")).save_pretrained(hf)
-    cfg = BertConfig(num_labels=6)  # bert-base-uncased shape, as Detoxify's `original`
-    cfg.save_pretrained(hf)
-    model = BertForSequenceClassification(cfg)
-    classes = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
-    ckpt = {
-        "config": {
-            "arch": {
-                "args": {
-                    "model_type": "bert-base-uncased",
-                    "model_name": "BertForSequenceClassification",
-                    "tokenizer_name": "BertTokenizer",
-                    "num_classes": 6,
-                }
-            },
-            "dataset": {"args": {"classes": classes}},
-        },
-        "state_dict": model.state_dict(),
-    }
-    torch.save(ckpt, folder / "bert-base-random.ckpt")
-    return str(folder / "bert-base-random.ckpt"), str(hf)
+def _bert_base_checkpoint(folder: Path) -> tuple[str, str]:
+    ckpt, hf, _ = build_detoxify_checkpoint(folder, [*sorted(set(WORDS)), "café"])
+    return str(ckpt), str(hf)
 
 
 def bench_text(n: int) -> dict[str, dict]:
@@ -145,7 +119,7 @@ def bench_text(n: int) -> dict[str, dict]:
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt, hf = _tiny_bert_base_checkpoint(Path(tmp))
+        ckpt, hf = _bert_base_checkpoint(Path(tmp))
         detox = DetoxifyScorer(DetoxifySettings(checkpoint=ckpt, huggingface_config_path=hf, batch_size=32))
         sample = captions[:128]
         detox.score(sample[:32])
