@@ -213,6 +213,8 @@ def dashboard(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # the terminal shows warnings; RUN/logs has the rest
+        handler.setLevel(logging.WARNING)
     app()
 
 
