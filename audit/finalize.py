@@ -64,7 +64,7 @@ def _counts(values: list) -> dict[str, int]:
 def _image_status(run: RunFolder, shard_ids: list[str]) -> dict[str, int]:
     counter: Counter[str] = Counter()
     for s in shard_ids:
-        col = run.read_parquet(run.scores(s)).column("image_status")
+        col = run.read_parquet(run.scores(s), columns=["image_status"]).column("image_status")
         counter.update(str(v) for v in col.to_pylist())
     return dict(sorted(counter.items()))
 
@@ -76,7 +76,7 @@ def _fetch_outcome(run: RunFolder, shard_ids: list[str]) -> dict[str, dict[str, 
     status: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for s in shard_ids:
-        t = run.read_parquet(run.scores(s)).select(["fetch_status", "fetch_error"])
+        t = run.read_parquet(run.scores(s), columns=["fetch_status", "fetch_error"])
         for st, err in zip(
             t.column("fetch_status").to_pylist(), t.column("fetch_error").to_pylist(), strict=True
         ):
@@ -146,7 +146,7 @@ def finalize_run(
         fetch=_fetch_outcome(run, done_ids),
     )
     # the same invariant, checked against the files actually written
-    written = quarantine.num_rows + sum(run.read_parquet(run.scores(s)).num_rows for s in done_ids)
+    written = quarantine.num_rows + sum(run.parquet_rows(run.scores(s)) for s in done_ids)
     if written != summary.rows_in:
         raise AssertionError(f"run folder holds {written} rows for {summary.rows_in} rows in")
     run.write_json(run.summary, summary)

@@ -95,9 +95,16 @@ class RunFolder:
         with self.fs.open(path, "rb") as f:
             return json.loads(f.read())
 
-    def read_parquet(self, path: str, schema: pa.Schema | None = None) -> pa.Table:
+    def read_parquet(
+        self, path: str, schema: pa.Schema | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
         with self.fs.open(path, "rb") as f:
-            return pq.read_table(f, schema=schema)
+            return pq.read_table(f, schema=schema, columns=columns)
+
+    def parquet_rows(self, path: str) -> int:
+        """Row count from the footer alone."""
+        with self.fs.open(path, "rb") as f:
+            return pq.read_metadata(f).num_rows
 
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)

@@ -144,7 +144,7 @@ def neighbours_shard(
     _write_pairs(run, shard_id, "text", tpairs)
 
     flagged_keys = set(run.read_parquet(run.part("flags", shard_id)).column("key").to_pylist())
-    scores = run.read_parquet(run.scores(shard_id), schema=None).select(["key", "concept_hits"]).to_pylist()
+    scores = run.read_parquet(run.scores(shard_id), columns=["key", "concept_hits"]).to_pylist()
     top = {r["key"]: (r["concept_hits"] or [None])[0] for r in scores}
     if labels is not None:
         counts = cluster_counts(labels, [k in flagged_keys for k in keys], [top.get(k) for k in keys])
@@ -209,7 +209,7 @@ def merge_neighbours(run: RunFolder, done: list[ShardRecord]) -> dict[str, int]:
             if got and side == "image":
                 id_parts.append(row_ids(i, len(got[0])))
                 key_parts.append(got[0])
-        scores = run.read_parquet(run.scores(r.shard_id)).select(["key", "sha256"])
+        scores = run.read_parquet(run.scores(r.shard_id), columns=["key", "sha256"])
         exact_keys += scores.column("key").to_pylist()
         exact_hashes += scores.column("sha256").to_pylist()
     lookup = KeyTable(np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64),
