@@ -14,13 +14,18 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from audit.config import ClipSettings
 from audit.errors import ModelLoadError
+from audit.images import DecodedImage, TensorImage
 from audit.schemas import ModelRecord
+
+if TYPE_CHECKING:
+    import torch
 
 
 @contextlib.contextmanager
@@ -82,12 +87,65 @@ class ClipModel:
         """The open_clip model name without a local-dir prefix, for comparing with embedding sources."""
         return self.record.name
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def encode_images(self, images: Sequence[DecodedImage]) -> np.ndarray:
+        """Embeddings of PIL images (open_clip's preprocess) and TensorImages (``preprocess_pixels``)."""
         import torch
 
         if not images:
             return np.zeros((0, 0), np.float32)
-        batch = torch.stack([self.preprocess(im) for im in images]).to(self.device)
+        batch = [
+            self.preprocess_pixels(im.pixels)
+            if isinstance(im, TensorImage)
+            else self.preprocess(im).to(self.device)
+            for im in images
+        ]
+        return self._encode_batch(torch.stack(batch))
+
+    def encode_pixels(self, pixels: Sequence[torch.Tensor]) -> np.ndarray:
+        """Embeddings of CHW uint8 RGB tensors (on any device)."""
+        import torch
+
+        if not pixels:
+            return np.zeros((0, 0), np.float32)
+        return self._encode_batch(torch.stack([self.preprocess_pixels(p) for p in pixels]))
+
+    def preprocess_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """open_clip's preprocess of one CHW uint8 RGB tensor, run on the model's device: the same
+        resize, crop and normalisation as for a PIL image, without going through PIL."""
+        steps = self._tensor_steps
+        if steps is None:  # a preprocess step only PIL images can take
+            hwc = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
+            return self.preprocess(Image.fromarray(hwc)).to(self.device)
+        x = pixels.to(self.device)
+        for step in steps:
+            x = step(x)
+        return x
+
+    @functools.cached_property
+    def _tensor_steps(self) -> list[Callable] | None:
+        """The steps of the model's own preprocess (sizes, interpolation, mean and std as it was
+        built with) that work on tensors, with ToTensor's scaling to [0, 1] kept; None if a step
+        works on PIL images only."""
+        from torchvision import transforms as T
+
+        steps: list[Callable] = []
+        scaled = False
+        for t in getattr(self.preprocess, "transforms", [self.preprocess]):
+            name = getattr(t, "__name__", type(t).__name__)
+            if isinstance(t, T.ToTensor):  # open_clip's MaybeToTensor included
+                steps.append(_to_unit_range)
+                scaled = True
+            elif isinstance(t, T.Resize | T.CenterCrop | T.Normalize):
+                if isinstance(t, T.Normalize) and not scaled:
+                    return None  # would see uint8 pixels
+                steps.append(t)
+            elif name not in ("MaybeConvertMode", "_convert_to_rgb"):  # RGB already: nothing to do
+                return None
+        return steps if scaled else None
+
+    def _encode_batch(self, batch: torch.Tensor) -> np.ndarray:
+        import torch
+
         with torch.no_grad(), self._autocast():
             feats = self.model.encode_image(batch, normalize=True)
         return feats.float().cpu().numpy()
@@ -108,6 +166,10 @@ class ClipModel:
         if self.device == "cuda":
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
+
+
+def _to_unit_range(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0)
 
 
 def load_clip(settings: ClipSettings, device: str, *, offline: bool = True) -> ClipModel:

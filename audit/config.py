@@ -54,6 +54,9 @@ class TextSettings(_Section):
 class ImageSettings(_Section):
     # PIL's own decompression-bomb limit; larger images are quarantined, not decoded.
     max_pixels: int = Field(89_478_485, ge=1)
+    # On CUDA, decode JPEGs on the GPU (torchvision/nvJPEG), other images and failures with PIL.
+    # Pixels can differ from PIL's by rounding, so it is part of the scoring hash. No effect on CPU.
+    gpu_decode: bool = True
     scorers: tuple[ImageScorerName, ...] = ("opennsfw",)
     batch_size: int = Field(32, ge=1)
     # LAION's CLIP-embedding NSFW head (torch state dict); required when clip_nsfw is listed

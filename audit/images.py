@@ -4,16 +4,51 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
 class DecodeFailure:
     reason: str  # a QUARANTINE_REASONS code
     detail: str
+
+
+@dataclass(eq=False)
+class TensorImage:
+    """An RGB image decoded by torchvision: CHW uint8 ``pixels`` on their device (the GPU on CUDA).
+
+    CLIP takes the pixels as they are; scorers that need a PIL image (pHash, open_nsfw) call ``pil()``,
+    which copies to the host once and keeps the result.
+    """
+
+    pixels: torch.Tensor
+    _pil: Image.Image | None = field(default=None, init=False, repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL's ``Image.size``."""
+        return int(self.pixels.shape[2]), int(self.pixels.shape[1])
+
+    def pil(self) -> Image.Image:
+        if self._pil is None:
+            hwc = self.pixels.permute(1, 2, 0).contiguous().cpu().numpy()
+            self._pil = Image.fromarray(hwc)  # (H, W, 3) uint8 -> RGB
+        return self._pil
+
+
+# What the decode stage hands to the image stages.
+DecodedImage: TypeAlias = Image.Image | TensorImage
+
+
+def as_pil(im: DecodedImage) -> Image.Image:
+    return im.pil() if isinstance(im, TensorImage) else im
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

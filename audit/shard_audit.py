@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from audit.config import AuditConfig
 from audit.embedding_store import embedding_path, embedding_tables
 from audit.errors import EmbeddingMismatchError
+from audit.jpeg_batch import DecodeCounts
 from audit.kernels.dispatch import kernel_backends
 from audit.model_cache import Models, get_models
 from audit.readers import DEFAULT_BATCH_ROWS, iter_shard
@@ -91,10 +92,16 @@ def check_precomputed(table: pa.Table, embedding_model: str | None, spec: ShardS
     return True
 
 
-def score_shard_table(table: pa.Table, cfg: AuditConfig) -> pa.Table:
+def score_shard_table(
+    table: pa.Table, cfg: AuditConfig, decode_counts: DecodeCounts | None = None
+) -> pa.Table:
     """The chain of row-local stages over an ingested table; every stage keeps every row."""
     models = get_models(cfg)
-    table, images = decode_images(table, DecodeImagesConfig(max_pixels=cfg.images.max_pixels))
+    # GPU JPEG decoding on CUDA only: CPU runs keep PIL's pixels exactly.
+    jpeg_device = models.device if models.device == "cuda" and cfg.images.gpu_decode else None
+    table, images = decode_images(
+        table, DecodeImagesConfig(max_pixels=cfg.images.max_pixels, jpeg_device=jpeg_device), decode_counts
+    )
     table = match_known_bad(table, lists=models.known_bad, images=images)
     table = score_clip_similarity(
         table,
@@ -197,6 +204,7 @@ def audit_shard(
         models = get_models(cfg)
     reader = iter_shard(spec, clip_model=models.clip.architecture, batch_rows=batch_rows)
     checked = False
+    decode_counts = DecodeCounts()
     flush_rows = max(batch_rows, OUTPUT_ROW_GROUP_ROWS)
     with (
         _sinks(run, spec.shard_id, flush_rows) as out,
@@ -206,7 +214,7 @@ def audit_shard(
             if not checked:
                 checked = check_precomputed(batch, reader.embedding_model, spec, models)
             with _timed(seconds, "score"):
-                table = score_shard_table(batch, cfg)
+                table = score_shard_table(batch, cfg, decode_counts)
             scored, quarantined = split_quarantine(table)
             if scored.num_rows + quarantined.num_rows != batch.num_rows:
                 raise AssertionError(f"{spec.path}: rows lost in scoring")  # a bug, never bad data
@@ -246,6 +254,7 @@ def audit_shard(
         models=models.records(),
         device=models.device,
         kernel_backends=kernel_backends(models.device),
+        image_decoders=decode_counts.as_dict(),
     )
     run.write_json(run.shard_record(spec.shard_id), record)
     return record

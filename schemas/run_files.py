@@ -50,6 +50,8 @@ class ShardRecord(_Doc):
     models: dict[str, ModelRecord] = Field(default_factory=dict)
     device: str | None = None
     kernel_backends: dict[str, str] = Field(default_factory=dict)
+    # images per decoder: torchvision (GPU JPEG decoding), pil, torchvision_rejected (fell back to PIL)
+    image_decoders: dict[str, int] = Field(default_factory=dict)
 
 
 class Summary(_Doc):

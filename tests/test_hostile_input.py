@@ -10,6 +10,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from audit.jpeg_batch import DecodeCounts
+from audit.model_cache import get_models
 from audit.schemas import INGESTED_SCHEMA
 from audit.shard_audit import score_shard_table, split_quarantine
 
@@ -52,8 +54,7 @@ CASES: list[tuple[str, str | None, bytes | None, str | None]] = [
 ]
 
 
-@pytest.mark.slow
-def test_hostile_rows_are_scored_or_quarantined_never_raised(make_config) -> None:
+def _hostile_table() -> pa.Table:
     n = len(CASES)
     cols = {f.name: pa.nulls(n, f.type) for f in INGESTED_SCHEMA}
     cols.update(
@@ -63,14 +64,24 @@ def test_hostile_rows_are_scored_or_quarantined_never_raised(make_config) -> Non
         caption=pa.array([c[1] for c in CASES], pa.string()),
         image=pa.array([c[2] for c in CASES], pa.binary()),
     )
-    table = pa.table([cols[f.name] for f in INGESTED_SCHEMA], schema=INGESTED_SCHEMA)
+    return pa.table([cols[f.name] for f in INGESTED_SCHEMA], schema=INGESTED_SCHEMA)
+
+
+def _reasons(quarantined: pa.Table) -> dict[str, str]:
+    keys, reasons = quarantined.column("key").to_pylist(), quarantined.column("reason").to_pylist()
+    return dict(zip(keys, reasons, strict=True))
+
+
+@pytest.mark.slow
+def test_hostile_rows_are_scored_or_quarantined_never_raised(make_config) -> None:
+    table, n = _hostile_table(), len(CASES)
     cfg = make_config(**{"text.scorers": ["profanity_check", "hatesonar", "lexicon", "pii"]})
-    scored, quarantined = split_quarantine(score_shard_table(table, cfg))
+    counts = DecodeCounts()
+    scored, quarantined = split_quarantine(score_shard_table(table, cfg, counts))
     assert scored.num_rows + quarantined.num_rows == n
-    reasons = dict(
-        zip(quarantined.column("key").to_pylist(), quarantined.column("reason").to_pylist(), strict=True)
-    )
-    assert reasons == {k: r for k, _, _, r in CASES if r is not None}
+    assert _reasons(quarantined) == {k: r for k, _, _, r in CASES if r is not None}
+    if get_models(cfg).device == "cpu":
+        assert counts.as_dict() == {"pil": sum(1 for c in CASES if c[2] is not None)}  # CPU keeps PIL
     for name in ("text_offensive_prob", "text_hate_prob", "image_nsfw_prob", "clip_similarity"):
         values = scored.column(name).to_pylist()
         assert all(v is not None and np.isfinite(v) for v in values), name
@@ -78,3 +89,18 @@ def test_hostile_rows_are_scored_or_quarantined_never_raised(make_config) -> Non
         zip(scored.column("key").to_pylist(), scored.column("lexicon_terms").to_pylist(), strict=True)
     )
     assert terms["zero-width"] == ["sexual:nude"]
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+def test_hostile_images_get_the_same_reasons_when_decoded_on_the_gpu(make_config) -> None:
+    expected = {k: r for k, _, _, r in CASES if r is not None}
+    on, off = DecodeCounts(), DecodeCounts()
+    cfg = make_config(device="cuda", **{"text.scorers": ["lexicon"]})
+    scored, quarantined = split_quarantine(score_shard_table(_hostile_table(), cfg, on))
+    assert _reasons(quarantined) == expected
+    assert on.torchvision == scored.num_rows  # every good image here is a plain JPEG
+    assert all(np.isfinite(v) for v in scored.column("clip_similarity").to_pylist())
+    cfg = make_config(device="cuda", **{"text.scorers": ["lexicon"], "images.gpu_decode": False})
+    _, quarantined = split_quarantine(score_shard_table(_hostile_table(), cfg, off))
+    assert _reasons(quarantined) == expected and off.torchvision == 0

@@ -296,6 +296,9 @@ def test_scoring_in_small_batches_gives_the_same_outputs(
             _assert_tables_match(small_out[kind], large_out[kind], f"{spec.shard_id} {kind}")
         same = ("rows_in", "rows_scored", "rows_quarantined", "rows_flagged", "sha256", "notes")
         assert {k: getattr(small, k) for k in same} == {k: getattr(large, k) for k in same}
+        assert small.image_decoders == large.image_decoders
+        if small.device == "cpu":
+            assert set(small.image_decoders) == {"pil"}  # CPU audits keep PIL, and the record says so
         assert small.rows_in == small.rows_scored + small.rows_quarantined
         assert {"read", "score", "flag", "write"} <= set(small.seconds)
     assert not list(tmp_path.rglob("*.tmp-*"))

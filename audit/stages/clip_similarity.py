@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from audit.clip_model import ClipModel
 from audit.embedding_store import block_size_for
+from audit.images import DecodedImage
 from audit.kernels.dispatch import get_kernel
 from audit.kernels.similarity import l2_normalize
 from audit.tables import active_rows, scatter, set_columns
@@ -51,7 +51,7 @@ def _batched(fn: Callable[[Sequence], np.ndarray], items: list, batch_size: int)
 
 
 def score_clip_similarity(
-    table: pa.Table, cfg: ClipSimilarityConfig, *, model: ClipModel, images: Mapping[int, Image.Image]
+    table: pa.Table, cfg: ClipSimilarityConfig, *, model: ClipModel, images: Mapping[int, DecodedImage]
 ) -> pa.Table:
     """Adds clip_similarity and both embeddings (L2-normalised).
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from audit.image_scorers import ClipNsfwScorer, OpenNsfwScorer
+from audit.images import DecodedImage, as_pil
 from audit.tables import scatter, set_columns
 
 OUTPUT_COLUMNS = ("image_nsfw_prob", "clip_nsfw_prob")
@@ -21,12 +21,12 @@ class ImageNsfwConfig:
 
 
 def score_image_nsfw(
-    table: pa.Table, cfg: ImageNsfwConfig, *, model: OpenNsfwScorer, images: Mapping[int, Image.Image]
+    table: pa.Table, cfg: ImageNsfwConfig, *, model: OpenNsfwScorer, images: Mapping[int, DecodedImage]
 ) -> pa.Table:
     """Adds image_nsfw_prob for every decoded image; other rows get null."""
     idx = np.array(sorted(images), dtype=np.int64)
     parts = [
-        model.score([images[int(i)] for i in idx[s : s + cfg.batch_size]])
+        model.score([as_pil(images[int(i)]) for i in idx[s : s + cfg.batch_size]])
         for s in range(0, len(idx), cfg.batch_size)
     ]
     values = np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pyarrow as pa
-from PIL import Image
 
 from audit.hashlists import KnownBadLists, phash_hex
+from audit.images import DecodedImage, as_pil
 from audit.tables import active_rows, set_columns
 
 OUTPUT_COLUMNS = ("image_phash", "known_bad_match", "known_bad_list", "known_bad_distance")
 
 
-def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[int, Image.Image]) -> pa.Table:
+def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[int, DecodedImage]) -> pa.Table:
     """Adds the pHash of every decoded image and, where a list matches, which one and how closely.
 
     Rows without image bytes get null (unknown), never False.
@@ -36,10 +36,12 @@ def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[in
                     which[i] = f"{hit.list_name}:sha256" + (f":{hit.label}" if hit.label else "")
                     distance[i] = 0
             continue
+        decoded = images.get(i)
+        pixels = as_pil(decoded) if decoded is not None else None
         if not len(lists):
-            phash[i], matched[i] = phash_hex(images.get(i)), False
+            phash[i], matched[i] = phash_hex(pixels), False
             continue
-        hit, phash[i] = lists.match(raw[i], sha[i], images.get(i))
+        hit, phash[i] = lists.match(raw[i], sha[i], pixels)
         matched[i] = hit is not None
         if hit:
             which[i] = f"{hit.list_name}:{hit.algorithm}" + (f":{hit.label}" if hit.label else "")
