@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from audit.kernels.dispatch import get_kernel
 from audit.kernels.quantize import DEFAULT_BLOCK_SIZE
 from audit.kernels.storage import from_table, to_table
 from audit.runfolder import RunFolder
+from audit.schemas.embedding_storage import parse_embedding_storage_schema
 
 SIDES = {"image": "image_embedding", "text": "text_embedding"}
 
@@ -60,3 +62,9 @@ def read_shard_embeddings(run: RunFolder, shard_id: str, side: str) -> tuple[lis
         return None
     q, keys = from_table(run.read_parquet(path))
     return list(keys or []), np.asarray(get_kernel("dequantize_int8", "cpu")(q), np.float32)
+
+
+def embedding_dim(run: RunFolder, shard_id: str, side: str) -> int:
+    """The embedding dimension of one shard's side, from the file's schema alone."""
+    with run.fs.open(embedding_path(run, shard_id, side), "rb") as f:
+        return parse_embedding_storage_schema(pq.read_schema(f))[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterator
 from importlib import metadata
 
 import pyarrow as pa
@@ -52,13 +53,44 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _concat_parts(run: RunFolder, kind: str, shard_ids: list[str], schema: pa.Schema) -> pa.Table:
-    tables = [run.read_parquet(run.part(kind, s), schema=schema) for s in shard_ids]
-    return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
+def _sorted_counts(counter: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counter.items()))
 
 
-def _counts(values: list) -> dict[str, int]:
-    return dict(sorted(Counter(str(v) for v in values).items()))
+def _write_flags(run: RunFolder, shard_ids: list[str]) -> tuple[int, Counter[str], Counter[str]]:
+    """RUN/flags.parquet ordered by severity (highest first), shard, then row, written one severity
+    level and one shard at a time; returns (rows, by reason, by severity)."""
+    ranks: set[int] = set()
+    by_reason: Counter[str] = Counter()
+    by_severity: Counter[str] = Counter()
+    for s in shard_ids:
+        t = run.read_parquet(run.part("flags", s), columns=["severity_rank", "severity", "reasons"])
+        ranks.update(t.column("severity_rank").to_pylist())
+        by_severity.update(str(v) for v in t.column("severity").to_pylist())
+        by_reason.update(str(x) for reasons in t.column("reasons").to_pylist() for x in reasons)
+
+    def tables() -> Iterator[pa.Table]:
+        for rank in sorted(ranks, reverse=True):
+            for s in sorted(shard_ids):
+                t = run.read_parquet(run.part("flags", s), schema=FLAGS_SCHEMA)
+                t = t.filter(pc.equal(t["severity_rank"], rank))
+                if t.num_rows:
+                    yield t.sort_by("row_index")
+
+    return run.write_parquet_stream(run.flags, FLAGS_SCHEMA, tables()), by_reason, by_severity
+
+
+def _write_quarantine(run: RunFolder, shard_ids: list[str]) -> tuple[int, Counter[str]]:
+    """RUN/quarantine.parquet, shard after shard; returns (rows, by reason)."""
+    by_reason: Counter[str] = Counter()
+
+    def tables() -> Iterator[pa.Table]:
+        for s in shard_ids:
+            t = run.read_parquet(run.part("quarantine", s), schema=QUARANTINE_SCHEMA)
+            by_reason.update(str(v) for v in t.column("reason").to_pylist())
+            yield t
+
+    return run.write_parquet_stream(run.quarantine, QUARANTINE_SCHEMA, tables()), by_reason
 
 
 def _image_status(run: RunFolder, shard_ids: list[str]) -> dict[str, int]:
@@ -66,7 +98,7 @@ def _image_status(run: RunFolder, shard_ids: list[str]) -> dict[str, int]:
     for s in shard_ids:
         col = run.read_parquet(run.scores(s), columns=["image_status"]).column("image_status")
         counter.update(str(v) for v in col.to_pylist())
-    return dict(sorted(counter.items()))
+    return _sorted_counts(counter)
 
 
 def _fetch_outcome(run: RunFolder, shard_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -105,15 +137,8 @@ def finalize_run(
 ) -> Summary:
     done = [r for r in records if r.status == "done"]
     done_ids = [r.shard_id for r in done]
-    flags = _concat_parts(run, "flags", done_ids, FLAGS_SCHEMA)
-    if flags.num_rows:
-        order = pc.sort_indices(
-            flags, [("severity_rank", "descending"), ("shard_id", "ascending"), ("row_index", "ascending")]
-        )
-        flags = flags.take(order)
-    quarantine = _concat_parts(run, "quarantine", done_ids, QUARANTINE_SCHEMA)
-    run.write_parquet(run.flags, flags)
-    run.write_parquet(run.quarantine, quarantine)
+    flag_rows, flags_by_reason, flags_by_severity = _write_flags(run, done_ids)
+    quarantine_rows, quarantine_by_reason = _write_quarantine(run, done_ids)
 
     image_status = _image_status(run, done_ids)
     clip = next((r.models["clip"] for r in done if "clip" in r.models), None)
@@ -130,12 +155,12 @@ def finalize_run(
         rows_in=sum(r.rows_in for r in done),
         rows_scored=scored,
         rows_quarantined=sum(r.rows_quarantined for r in done),
-        rows_flagged=flags.num_rows,
+        rows_flagged=flag_rows,
         shards_done=len(done),
         shards_failed=len(failed),
-        flags_by_reason=_counts([x for reasons in flags.column("reasons").to_pylist() for x in reasons]),
-        flags_by_severity=_counts(flags.column("severity").to_pylist()),
-        quarantine_by_reason=_counts(quarantine.column("reason").to_pylist()),
+        flags_by_reason=_sorted_counts(flags_by_reason),
+        flags_by_severity=_sorted_counts(flags_by_severity),
+        quarantine_by_reason=_sorted_counts(quarantine_by_reason),
         image_status=image_status,
         clip_weights=clip.weights if clip else "unknown",
         clip_meaningful=clip_meaningful,
@@ -146,7 +171,7 @@ def finalize_run(
         fetch=_fetch_outcome(run, done_ids),
     )
     # the same invariant, checked against the files actually written
-    written = quarantine.num_rows + sum(run.parquet_rows(run.scores(s)) for s in done_ids)
+    written = quarantine_rows + sum(run.parquet_rows(run.scores(s)) for s in done_ids)
     if written != summary.rows_in:
         raise AssertionError(f"run folder holds {written} rows for {summary.rows_in} rows in")
     run.write_json(run.summary, summary)

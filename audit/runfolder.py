@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import posixpath
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import fsspec
@@ -83,6 +84,21 @@ class RunFolder:
 
     def write_parquet(self, path: str, table: pa.Table) -> None:
         self._atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+
+    def write_parquet_stream(self, path: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> int:
+        """Write tables one after another into one file (atomically, like write_parquet), so a large
+        output never sits in memory whole; returns the rows written."""
+        rows = 0
+
+        def write(f) -> None:
+            nonlocal rows
+            with pq.ParquetWriter(f, schema, compression="zstd") as writer:
+                for table in tables:
+                    writer.write_table(table.cast(schema))
+                    rows += table.num_rows
+
+        self._atomic(path, write)
+        return rows
 
     def write_bytes(self, path: str, data: bytes) -> None:
         self._atomic(path, lambda f: f.write(data))

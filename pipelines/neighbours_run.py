@@ -20,29 +20,28 @@ import pyarrow as pa
 from dask.distributed import Client, as_completed
 
 from audit.config import AuditConfig, NeighbourSettings
-from audit.embedding_store import read_shard_embeddings
+from audit.embedding_store import embedding_dim, embedding_path, read_shard_embeddings
 from audit.neighbours import (
-    DUPLICATES_SCHEMA,
+    CLUSTER_COUNTS_SCHEMA,
     IndexConfig,
     KeyTable,
     NeighbourIndex,
     SimilarPairs,
+    add_cluster_counts,
     assign_clusters,
     choose_index_spec,
     cluster_counts,
     clusters_table,
-    exact_duplicate_groups,
-    near_duplicate_groups,
     outlier_scores,
     row_ids,
     similar_pairs,
     train_kmeans,
 )
+from audit.pipelines.duplicates_run import SIDES, write_duplicates, write_pairs
 from audit.runfolder import RunFolder
 from audit.schemas import NEIGHBOURS_SCHEMA, ShardRecord
 
 log = logging.getLogger(__name__)
-SIDES = {"image": "image", "text": "caption"}  # embedding side -> duplicate kind
 
 
 def corpus_digest(records: list[ShardRecord], settings: NeighbourSettings) -> str:
@@ -59,38 +58,63 @@ def _n_clusters(n: int, settings: NeighbourSettings) -> int:
 def build_indexes(
     run: RunFolder, records: list[ShardRecord], settings: NeighbourSettings, digest: str
 ) -> bool:
-    """Train and fill one index per side, plus k-means centroids; skipped when built for this digest."""
+    """Train and fill one index per side, plus k-means centroids; skipped when built for this digest.
+
+    Two streaming passes over the shards' embedding files: one collects a random training sample, the
+    next adds shard after shard. The driver holds the index, the sample and one shard.
+    """
     stamp = run.path("index", "corpus.json")
     if run.exists(stamp) and run.read_json(stamp).get("digest") == digest:
         return True
     built = False
     for side in SIDES:
-        shards = [(i, read_shard_embeddings(run, r.shard_id, side)) for i, r in enumerate(records)]
-        shards = [(i, got) for i, got in shards if got is not None]
-        n = sum(len(keys) for _, (keys, _) in shards)
+        paths = [embedding_path(run, r.shard_id, side) for r in records]
+        counts = np.array([run.parquet_rows(p) if run.exists(p) else 0 for p in paths], np.int64)
+        n = int(counts.sum())
         if n < 2:
             continue
-        dim = shards[0][1][1].shape[1]
+        dim = embedding_dim(run, records[int(np.flatnonzero(counts)[0])].shard_id, side)
         spec = choose_index_spec(
             n, dim, IndexConfig(memory_budget_bytes=int(settings.memory_budget_gb * 2**30))
         )
-        rng = np.random.default_rng(0)
-        # the driver holds one side of the corpus while it builds: fine to ~10^7 rows (docs/architecture.md)
-        sample = np.concatenate([v for _, (_, v) in shards])
-        if spec.train_size and len(sample) > spec.train_size:
-            sample = sample[rng.choice(len(sample), spec.train_size, replace=False)]
+        n_clusters = _n_clusters(n, settings)
+        # enough rows for the index's training and for faiss' k-means (256 a centroid, its own cap)
+        wanted = min(n, max(spec.train_size, 256 * n_clusters if side == "image" else 0))
+        sample = _sample_rows(run, records, side, counts, wanted)
         index = NeighbourIndex.create(spec)
         if spec.kind != "flat":
-            index.train(sample)
-        for i, (_, vectors) in shards:
-            index.add(vectors, row_ids(i, len(vectors)))
+            train = sample
+            if spec.train_size and len(sample) > spec.train_size:
+                train = sample[np.random.default_rng(1).choice(len(sample), spec.train_size, replace=False)]
+            index.train(train)
+        for i, r in enumerate(records):
+            if counts[i]:
+                _, vectors = read_shard_embeddings(run, r.shard_id, side)
+                index.add(vectors, row_ids(i, len(vectors)))
         index.save(run.url_of("index", side))
         if side == "image":
-            centroids = train_kmeans(sample, _n_clusters(n, settings))
+            centroids = train_kmeans(sample, n_clusters)
             run.write_bytes(run.path("index", "centroids.npy"), _npy(centroids))
         built = True
     run.write_json(stamp, {"digest": digest})
     return built
+
+
+def _sample_rows(
+    run: RunFolder, records: list[ShardRecord], side: str, counts: np.ndarray, size: int
+) -> np.ndarray:
+    """``size`` rows drawn uniformly from the whole corpus (seeded), read shard by shard."""
+    n = int(counts.sum())
+    picked = np.sort(np.random.default_rng(0).choice(n, size, replace=False)) if size < n else np.arange(n)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    bounds = np.searchsorted(picked, offsets)
+    parts = [np.zeros((0, 1), np.float32)] if not size else []
+    for i, r in enumerate(records):
+        lo, hi = bounds[i], bounds[i + 1]
+        if hi > lo:
+            _, vectors = read_shard_embeddings(run, r.shard_id, side)
+            parts.append(vectors[picked[lo:hi] - offsets[i]])
+    return np.concatenate(parts)
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -130,7 +154,7 @@ def neighbours_shard(
         pairs = SimilarPairs.of(np.empty(0), np.empty(0), np.empty(0))
         outliers = np.full(len(keys), np.nan, np.float32)
         labels, closeness = None, np.full(len(keys), np.nan, np.float32)
-    _write_pairs(run, shard_id, "image", pairs)
+    write_pairs(run, shard_id, "image", pairs)
     text = read_shard_embeddings(run, shard_id, "text")
     if text and run.exists(run.path("index", "text", "index.json")):
         tindex = _load_index(run.url_of("index", "text"), digest)
@@ -141,7 +165,7 @@ def neighbours_shard(
         )
     else:
         tpairs = SimilarPairs.of(np.empty(0), np.empty(0), np.empty(0))
-    _write_pairs(run, shard_id, "text", tpairs)
+    write_pairs(run, shard_id, "text", tpairs)
 
     flagged_keys = set(run.read_parquet(run.part("flags", shard_id)).column("key").to_pylist())
     scores = run.read_parquet(run.scores(shard_id), columns=["key", "concept_hits"]).to_pylist()
@@ -163,16 +187,6 @@ def neighbours_shard(
     run.write_parquet(run.path("neighbours", f"{shard_id}.parquet"), rows)
     run.write_json(done, {"digest": digest})  # last: marks this shard's neighbour outputs complete
     return shard_id
-
-
-def _write_pairs(run: RunFolder, shard_id: str, side: str, pairs: SimilarPairs) -> None:
-    table = pa.table({"a": pairs.a, "b": pairs.b, "similarity": pairs.similarity})
-    run.write_parquet(run.part("pairs", f"{shard_id}.{side}"), table)
-
-
-def _read_pairs(run: RunFolder, shard_id: str, side: str) -> SimilarPairs:
-    t = run.read_parquet(run.part("pairs", f"{shard_id}.{side}"))
-    return SimilarPairs(t.column("a").to_numpy(), t.column("b").to_numpy(), t.column("similarity").to_numpy())
 
 
 def neighbours_pending(run: RunFolder, records: list[ShardRecord], settings: NeighbourSettings) -> bool:
@@ -202,46 +216,19 @@ def run_neighbours(
 
 
 def merge_neighbours(run: RunFolder, done: list[ShardRecord]) -> dict[str, int]:
-    id_parts, key_parts, exact_keys, exact_hashes = [], [], [], []
-    for i, r in enumerate(done):
-        for side in SIDES:
-            got = read_shard_embeddings(run, r.shard_id, side)
-            if got and side == "image":
-                id_parts.append(row_ids(i, len(got[0])))
-                key_parts.append(got[0])
-        scores = run.read_parquet(run.scores(r.shard_id), columns=["key", "sha256"])
-        exact_keys += scores.column("key").to_pylist()
-        exact_hashes += scores.column("sha256").to_pylist()
-    lookup = KeyTable(np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64),
-                      [k for part in key_parts for k in part])  # fmt: skip
-    tables = [exact_duplicate_groups(exact_keys, exact_hashes)]
-    for side, kind in SIDES.items():
-        pairs = SimilarPairs.concat(_read_pairs(run, r.shard_id, side) for r in done)
-        keys = lookup if side == "image" else _text_lookup(run, done)
-        tables.append(near_duplicate_groups(pairs, keys, kind=kind))
-    duplicates = pa.concat_tables([t.cast(DUPLICATES_SCHEMA) for t in tables])
-    run.write_parquet(run.path("duplicates.parquet"), duplicates)
-    counts = [run.read_parquet(run.part("cluster_counts", r.shard_id)) for r in done]
+    """duplicates.parquet and clusters.parquet from the shards' neighbour outputs; counts for the summary."""
+    rows = write_duplicates(run, done)
+    counts = CLUSTER_COUNTS_SCHEMA.empty_table()
+    for r in done:  # a running sum: one row per (cluster, concept), however many shards
+        counts = add_cluster_counts(counts, run.read_parquet(run.part("cluster_counts", r.shard_id)))
     clusters = clusters_table(counts)
     run.write_parquet(run.path("clusters.parquet"), clusters)
-    kinds = duplicates.column("kind").to_pylist()
-    by_kind = {kind: kinds.count(kind) for kind in set(kinds)}
     return {
-        "duplicate_rows_exact": int(by_kind.get("exact", 0)),
-        "duplicate_rows_image": int(by_kind.get("image", 0)),
-        "duplicate_rows_caption": int(by_kind.get("caption", 0)),
+        "duplicate_rows_exact": rows.get("exact", 0),
+        "duplicate_rows_image": rows.get("image", 0),
+        "duplicate_rows_caption": rows.get("caption", 0),
         "clusters": clusters.num_rows,
     }
-
-
-def _text_lookup(run: RunFolder, done: list[ShardRecord]) -> KeyTable:
-    ids, keys = [], []
-    for i, r in enumerate(done):
-        got = read_shard_embeddings(run, r.shard_id, "text")
-        if got:
-            ids.append(row_ids(i, len(got[0])))
-            keys += got[0]
-    return KeyTable(np.concatenate(ids) if ids else np.zeros(0, np.int64), keys)
 
 
 def describe(run: RunFolder) -> dict:

@@ -7,6 +7,7 @@ drives its sync points: sample -> ``NeighbourIndex.train`` -> ``add`` per shard 
 
 from audit.neighbours.clusters import (
     ClusterAssignment,
+    add_cluster_counts,
     assign_clusters,
     cluster_counts,
     clusters_table,
@@ -51,6 +52,7 @@ __all__ = [
     "Neighbours",
     "RangeNeighbours",
     "SimilarPairs",
+    "add_cluster_counts",
     "assign_clusters",
     "choose_index_spec",
     "cluster_counts",

@@ -96,6 +96,17 @@ def cluster_counts(
     return g.sort_by([("cluster", "ascending"), ("concept", "ascending")])
 
 
+def add_cluster_counts(total: pa.Table, counts: pa.Table) -> pa.Table:
+    """Two CLUSTER_COUNTS_SCHEMA tables summed into one (a running total over shards stays one row per
+    cluster and concept)."""
+    names = CLUSTER_COUNTS_SCHEMA.names
+    both = pa.concat_tables([total.select(names), counts.select(names)])
+    sums = [("n_rows", "sum"), ("n_flagged", "sum")]
+    g = both.group_by(["cluster", "concept"], use_threads=False).aggregate(sums)
+    g = g.rename_columns({"n_rows_sum": "n_rows", "n_flagged_sum": "n_flagged"})
+    return g.select(CLUSTER_COUNTS_SCHEMA.names).cast(CLUSTER_COUNTS_SCHEMA)
+
+
 def clusters_table(counts: pa.Table | Sequence[pa.Table], *, top_n: int = 5) -> pa.Table:
     """Per-cluster flag rate and top concepts (CLUSTERS_SCHEMA) from one or many cluster_counts tables."""
     if not isinstance(counts, pa.Table):

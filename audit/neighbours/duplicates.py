@@ -3,21 +3,22 @@ embeddings), joined into groups by connected components.
 
 Each group has one representative: for semantic groups the member with the most near-duplicate edges
 (the hub that the copies were most likely made from), ties to the smallest row id; for exact groups the
-smallest key. Both choices are deterministic, so a rerun gives the same table. Transitive joining can
-chain items that are not themselves similar (A~B, B~C); each member's similarity says how close it is.
+first row (in the corpus' order, the earliest copy). Both choices are deterministic, so a rerun gives
+the same table. Transitive joining can chain items that are not themselves similar (A~B, B~C); each
+member's similarity says how close it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from audit.neighbours.components import Groups, edge_groups, hash_groups
 from audit.neighbours.ids import KeyLookup
 from audit.neighbours.index import NeighbourIndex
 from audit.neighbours.results import Neighbours, RangeNeighbours
@@ -93,90 +94,61 @@ def find_near_duplicates(
 def near_duplicate_groups(
     pairs: SimilarPairs | Sequence[SimilarPairs], keys: KeyLookup, *, kind: str = "image"
 ) -> pa.Table:
-    """Connected components of the pair graph as a DUPLICATES_SCHEMA table (kind 'image' or 'caption')."""
+    """Connected components of the pair graph as a DUPLICATES_SCHEMA table (kind 'image' or 'caption'),
+    in memory; the pipeline streams the same grouping (``edge_groups``) over spilled buckets."""
     if kind not in DUPLICATE_KINDS[1:]:
         raise ValueError(f"near-duplicate kind must be one of {DUPLICATE_KINDS[1:]}, got {kind!r}")
     pairs = pairs if isinstance(pairs, SimilarPairs) else SimilarPairs.concat(pairs)
     if not len(pairs):
         return DUPLICATES_SCHEMA.empty_table()
-    nodes, inverse = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
-    ia, ib = inverse[: len(pairs)], inverse[len(pairs) :]
-    n = len(nodes)
-    graph = coo_matrix((np.ones(len(pairs), np.int8), (ia, ib)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
+    nodes = np.unique(np.concatenate([pairs.a, pairs.b]))  # sorted: positions keep the id order
+    a, b = np.searchsorted(nodes, pairs.a), np.searchsorted(nodes, pairs.b)
+    groups = edge_groups(lambda: [(a, b, pairs.similarity)], len(nodes))
+    return groups_table(groups, keys(nodes[groups.node]), keys(nodes[groups.representative]), kind)
 
-    degree = np.bincount(ia, minlength=n) + np.bincount(ib, minlength=n)
-    # nodes are sorted by id, so position breaks degree ties towards the smallest id.
-    by_rank = np.lexsort((np.arange(n), -degree, component))
-    is_first = np.ones(n, bool)
-    is_first[1:] = component[by_rank][1:] != component[by_rank][:-1]
-    rep_of_component = by_rank[is_first]  # component c -> node position of its representative
-    rep = rep_of_component[component]
 
-    strongest = np.full(n, -np.inf, np.float32)
-    np.maximum.at(strongest, ia, pairs.similarity)
-    np.maximum.at(strongest, ib, pairs.similarity)
-    to_rep = np.full(n, np.nan, np.float32)
-    a_to_rep, b_to_rep = rep[ia] == ib, rep[ib] == ia
-    to_rep[ia[a_to_rep]] = pairs.similarity[a_to_rep]
-    to_rep[ib[b_to_rep]] = pairs.similarity[b_to_rep]
-    similarity = np.where(np.isnan(to_rep), strongest, to_rep)
-
-    group_of_component = np.argsort(np.argsort(rep_of_component, kind="stable"), kind="stable")
-    group = group_of_component[component].astype(np.int64)
-    order = np.lexsort((np.arange(n), rep != np.arange(n), group))
-    node_keys = keys(nodes[order])
-    rep_keys = keys(nodes[rep[order]])
+def groups_table(groups: Groups, keys: pa.Array, representatives: pa.Array, kind: str) -> pa.Table:
+    """DUPLICATES_SCHEMA rows by group, representative first; ``keys`` and ``representatives`` are the
+    keys of ``groups.node`` and ``groups.representative``."""
+    order = groups.grouped_order()
+    take = pa.array(order)
     return pa.table(
         {
-            "key": node_keys,
-            "group": pa.array(group[order]),
-            "representative": rep_keys,
-            "similarity": pa.array(similarity[order]),
-            "kind": pa.array([kind] * n, pa.string()),
+            "key": keys.take(take),
+            "group": pa.array(groups.group[order]),
+            "representative": representatives.take(take),
+            "similarity": pa.array(groups.similarity[order]),
+            "kind": pa.array([kind] * len(groups), pa.string()),
         },
         schema=DUPLICATES_SCHEMA,
     )
+
+
+HASH_RECORD = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("node", "<i8")])
+
+
+def hash_records(hashes: pa.Array | pa.ChunkedArray, nodes: np.ndarray) -> np.ndarray:
+    """HASH_RECORD rows of the usable hashes (null and empty ones skipped), compared case-insensitively
+    through a 128-bit digest of the hash text."""
+    values = pc.utf8_lower(hashes).to_pylist()
+    keep = [i for i, v in enumerate(values) if v]
+    digests = b"".join(hashlib.blake2b(values[i].encode(), digest_size=16).digest() for i in keep)
+    halves = np.frombuffer(digests, "<u8").reshape(-1, 2) if keep else np.zeros((0, 2), np.uint64)
+    rec = np.empty(len(keep), HASH_RECORD)
+    rec["hi"], rec["lo"], rec["node"] = halves[:, 0], halves[:, 1], np.asarray(nodes)[keep]
+    return rec
 
 
 def exact_duplicate_groups(
     keys: Sequence[str] | pa.Array | pa.ChunkedArray, hashes: Sequence[str] | pa.Array | pa.ChunkedArray
 ) -> pa.Table:
     """Rows sharing an image hash (e.g. sha256 hex, compared case-insensitively); null or empty hashes
-    are skipped. Representative: the smallest key of the group."""
+    and null keys are skipped. Representative: the group's first row in the given order."""
     keys, hashes = to_arrow(keys, pa.string()), to_arrow(hashes, pa.string())
     if len(keys) != len(hashes):
         raise ValueError(f"{len(keys)} keys but {len(hashes)} hashes")
-    t = pa.table({"key": keys, "hash": pc.utf8_lower(hashes)})
-    usable = pc.and_(pc.and_(pc.is_valid(t["hash"]), pc.not_equal(t["hash"], "")), pc.is_valid(t["key"]))
-    t = t.filter(pc.fill_null(usable, False))
-    t = t.sort_by([("hash", "ascending"), ("key", "ascending")])
-    n = t.num_rows
-    if n < 2:
-        return DUPLICATES_SCHEMA.empty_table()
-    h = t["hash"].combine_chunks()
-    starts = np.ones(n, bool)
-    starts[1:] = pc.not_equal(h.slice(1), h.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    run = np.cumsum(starts) - 1
-    first_of_run = np.flatnonzero(starts)
-    member = np.flatnonzero(np.bincount(run)[run] >= 2)
-    if not member.size:
-        return DUPLICATES_SCHEMA.empty_table()
+    t = pa.table({"key": keys, "hash": hashes}).filter(pc.is_valid(keys))
+    groups = hash_groups([hash_records(t["hash"], np.arange(t.num_rows))])
     key = t["key"].combine_chunks()
-    runs = np.unique(run[member])
-    rep_keys = key.take(pa.array(first_of_run[runs]))
-    group_of_run = np.zeros(len(first_of_run), np.int64)
-    group_of_run[runs] = np.argsort(pc.sort_indices(rep_keys).to_numpy(), kind="stable")
-    group = group_of_run[run[member]]
-    order = np.lexsort((member, group))  # by group, then key (rows are key-sorted within a hash)
-    rows = member[order]
-    return pa.table(
-        {
-            "key": key.take(pa.array(rows)),
-            "group": pa.array(group[order]),
-            "representative": key.take(pa.array(first_of_run[run[rows]])),
-            "similarity": pa.array(np.ones(len(rows), np.float32)),
-            "kind": pa.array(["exact"] * len(rows), pa.string()),
-        },
-        schema=DUPLICATES_SCHEMA,
-    )
+    return groups_table(groups, key.take(pa.array(groups.node)), key.take(pa.array(groups.representative)),
+                        "exact")  # fmt: skip

@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from audit.neighbours.clusters import assign_clusters, cluster_counts, clusters_table, kmeans_clusters
+from audit.neighbours.clusters import (
+    add_cluster_counts,
+    assign_clusters,
+    cluster_counts,
+    clusters_table,
+    kmeans_clusters,
+)
 from audit.neighbours.index import normalised
 from audit.neighbours.schemas import CLUSTER_COUNTS_SCHEMA, CLUSTERS_SCHEMA
 
@@ -26,6 +32,12 @@ def test_clusters_table_flag_rates_are_exact_and_shards_add_up() -> None:
     parts = [cluster_counts(labels[s], flagged[s], concepts[s]) for s in shards]
     assert all(p.schema == CLUSTER_COUNTS_SCHEMA for p in parts)
     assert clusters_table(parts, top_n=2).equals(whole)
+    running = CLUSTER_COUNTS_SCHEMA.empty_table()
+    for part in parts:  # the pipeline's running sum over shards
+        running = add_cluster_counts(running, part)
+    assert running.schema == CLUSTER_COUNTS_SCHEMA
+    assert running.num_rows == cluster_counts(labels, flagged, concepts).num_rows
+    assert clusters_table(running, top_n=2).equals(whole)
 
 
 def test_clusters_without_concepts_or_flags_given() -> None:

@@ -83,12 +83,13 @@ def test_exact_hash_duplicates_group_by_hash() -> None:
     hashes = ["AB12", "ab12", None, "ff00", "ff00", "", "ab12"]
     table = exact_duplicate_groups(keys, hashes)
     assert table.schema == DUPLICATES_SCHEMA
+    # groups by the first row that has each hash (k5, then k1); members in row order
     assert table.to_pylist() == [
-        {"key": "k1", "group": 0, "representative": "k1", "similarity": 1.0, "kind": "exact"},
-        {"key": "k7", "group": 0, "representative": "k1", "similarity": 1.0, "kind": "exact"},
-        {"key": "k2", "group": 1, "representative": "k2", "similarity": 1.0, "kind": "exact"},
-        {"key": "k5", "group": 1, "representative": "k2", "similarity": 1.0, "kind": "exact"},
-        {"key": "k8", "group": 1, "representative": "k2", "similarity": 1.0, "kind": "exact"},
+        {"key": "k5", "group": 0, "representative": "k5", "similarity": 1.0, "kind": "exact"},
+        {"key": "k2", "group": 0, "representative": "k5", "similarity": 1.0, "kind": "exact"},
+        {"key": "k8", "group": 0, "representative": "k5", "similarity": 1.0, "kind": "exact"},
+        {"key": "k1", "group": 1, "representative": "k1", "similarity": 1.0, "kind": "exact"},
+        {"key": "k7", "group": 1, "representative": "k1", "similarity": 1.0, "kind": "exact"},
     ]
 
 

@@ -110,6 +110,26 @@ def test_every_row_with_an_embedding_gets_a_cluster_and_outlier_score(neighbour_
     assert (neighbour_run / "index" / "image" / "index.json").is_file()
 
 
+def test_duplicates_are_the_same_when_spilled_to_many_small_buckets(
+    neighbour_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit.neighbours import spill
+    from audit.pipelines.duplicates_run import write_duplicates
+    from audit.schemas import Manifest
+
+    def rows() -> list[tuple]:
+        return sorted(
+            tuple(r.values()) for r in pq.read_table(neighbour_run / "duplicates.parquet").to_pylist()
+        )
+
+    before = rows()
+    run = RunFolder(str(neighbour_run))
+    done = [r for r in Manifest.model_validate(run.read_json(run.manifest)).shards if r.status == "done"]
+    monkeypatch.setattr(spill, "BUCKET_RECORDS", 3)
+    counts = write_duplicates(run, done)
+    assert rows() == before and len(before) == sum(counts.values()) > 0
+
+
 def test_summary_counts_duplicates_and_clusters(neighbour_run: Path) -> None:
     import json
 
