@@ -17,7 +17,7 @@ import numpy as np
 
 # Records per bucket aimed for; with ~20-byte records a bucket is ~1.3 MiB (a few times that while grouped).
 BUCKET_RECORDS = 1 << 16
-MAX_BUCKETS = 1024  # open files at once
+MAX_BUCKETS = 256  # files open at once (well under the usual 1024-descriptor limit)
 
 
 def bucket_count(expected_records: int, bucket_records: int | None = None) -> int:

@@ -95,4 +95,4 @@ def test_hash_groups_across_buckets_pick_the_smallest_node() -> None:
 
 def test_bucket_count_grows_with_records_up_to_a_limit() -> None:
     assert bucket_count(0) == 1 and bucket_count(10, bucket_records=4) == 3
-    assert bucket_count(10**12) == 1024
+    assert bucket_count(10**12) == 256
