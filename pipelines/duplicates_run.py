@@ -1,5 +1,5 @@
-"""Corpus-wide duplicate groups (exact, image, caption) on the driver, in memory that does not grow
-with the pairs or keys of the corpus.
+"""Corpus-wide duplicate groups (exact, image, caption) on the driver, without holding the corpus'
+pairs or keys in memory.
 
 Each shard's near-duplicate pairs and image hashes are spilled to hash-partitioned buckets on local disk
 and grouped bucket by bucket (``audit.neighbours.components``); keys are attached shard by shard while

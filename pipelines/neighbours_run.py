@@ -103,17 +103,15 @@ def build_indexes(
 def _sample_rows(
     run: RunFolder, records: list[ShardRecord], side: str, counts: np.ndarray, size: int
 ) -> np.ndarray:
-    """``size`` rows drawn uniformly from the whole corpus (seeded), read shard by shard."""
-    n = int(counts.sum())
-    picked = np.sort(np.random.default_rng(0).choice(n, size, replace=False)) if size < n else np.arange(n)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    bounds = np.searchsorted(picked, offsets)
+    """``size`` rows drawn uniformly without replacement from the whole corpus (seeded), read shard by
+    shard: how many from each shard is drawn first (multivariate hypergeometric), then which."""
+    rng = np.random.default_rng(0)
+    per_shard = rng.multivariate_hypergeometric(counts, min(size, int(counts.sum())))
     parts = [np.zeros((0, 1), np.float32)] if not size else []
-    for i, r in enumerate(records):
-        lo, hi = bounds[i], bounds[i + 1]
-        if hi > lo:
+    for r, count, take in zip(records, counts, per_shard, strict=True):
+        if take:
             _, vectors = read_shard_embeddings(run, r.shard_id, side)
-            parts.append(vectors[picked[lo:hi] - offsets[i]])
+            parts.append(vectors[np.sort(rng.choice(int(count), int(take), replace=False))])
     return np.concatenate(parts)
 
 

@@ -85,6 +85,7 @@ def edge_groups(passes: EdgePasses, n: int) -> Groups:
             degree[nodes] += counts.astype(np.int32)
             np.maximum.at(strongest, ends, sim)
         _union(parent, a, b)
+        parent[a], parent[b] = _find(parent, a), _find(parent, b)  # compress: trees stay shallow
     node = np.flatnonzero(degree).astype(np.int64)
     if not len(node):
         return Groups.empty()

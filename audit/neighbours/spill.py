@@ -2,7 +2,11 @@
 
 Records (a NumPy structured dtype) are appended to one of ``n_buckets`` files by a hash the caller
 chooses; every record with the same hash lands in the same bucket, so duplicates of a pair, or all rows
-of one image hash, can be resolved bucket by bucket. Memory: the caller's batch plus one bucket.
+of one image hash, can be resolved bucket by bucket. Memory: the caller's batch plus one bucket, about
+BUCKET_RECORDS records up to MAX_BUCKETS * BUCKET_RECORDS (~2.7e8) records in all; beyond that buckets
+grow with the total. Files are opened per append, so no descriptor limit caps the bucket count.
+The folder is under ``scratch``, else Dask's ``temporary-directory`` (where Dask spills), else the
+system's temp folder: point it at a disk, not a tmpfs, for large corpora.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 # Records per bucket aimed for; with ~20-byte records a bucket is ~1.3 MiB (a few times that while grouped).
 BUCKET_RECORDS = 1 << 16
-MAX_BUCKETS = 256  # files open at once (well under the usual 1024-descriptor limit)
+MAX_BUCKETS = 4096
 
 
 def bucket_count(expected_records: int, bucket_records: int | None = None) -> int:
@@ -39,16 +43,25 @@ def mix64(*columns: np.ndarray) -> np.ndarray:
     return h
 
 
+def _dask_scratch() -> str | None:
+    import dask.config
+
+    folder = dask.config.get("temporary-directory", None)
+    return folder if folder and Path(folder).is_dir() else None
+
+
 class SpillBuckets:
-    """Append records to buckets, then read the buckets back one at a time. A context manager: the
-    temporary folder (under ``scratch``, default the system's) is removed on exit."""
+    """Append records to buckets, then read the buckets back one at a time (as often as needed). A
+    context manager: the temporary folder is removed on exit."""
 
     def __init__(self, dtype: np.dtype, n_buckets: int, scratch: str | None = None) -> None:
         self.dtype = np.dtype(dtype)
         self.n_buckets = n_buckets
-        self._dir = Path(tempfile.mkdtemp(prefix="mmaudit-spill-", dir=scratch))
-        self._files = [open(self._dir / f"{i:04d}.bin", "ab") for i in range(n_buckets)]  # noqa: SIM115
+        self._dir = Path(tempfile.mkdtemp(prefix="mmaudit-spill-", dir=scratch or _dask_scratch()))
         self.records = 0
+
+    def _path(self, bucket: int) -> Path:
+        return self._dir / f"{bucket:05d}.bin"
 
     def add(self, records: np.ndarray, hashes: np.ndarray) -> None:
         records = np.asarray(records, self.dtype)
@@ -56,18 +69,16 @@ class SpillBuckets:
         order = np.argsort(bucket, kind="stable")
         bounds = np.searchsorted(bucket[order], np.arange(self.n_buckets + 1))
         for i in np.flatnonzero(np.diff(bounds)):
-            records[order[bounds[i] : bounds[i + 1]]].tofile(self._files[i])
+            with open(self._path(i), "ab") as f:
+                records[order[bounds[i] : bounds[i + 1]]].tofile(f)
         self.records += len(records)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for f in self._files:
-            f.flush()
         for i in range(self.n_buckets):
-            yield np.fromfile(self._dir / f"{i:04d}.bin", dtype=self.dtype)
+            path = self._path(i)
+            yield np.fromfile(path, dtype=self.dtype) if path.exists() else np.empty(0, self.dtype)
 
     def close(self) -> None:
-        for f in self._files:
-            f.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> SpillBuckets:

@@ -95,4 +95,16 @@ def test_hash_groups_across_buckets_pick_the_smallest_node() -> None:
 
 def test_bucket_count_grows_with_records_up_to_a_limit() -> None:
     assert bucket_count(0) == 1 and bucket_count(10, bucket_records=4) == 3
-    assert bucket_count(10**12) == 256
+    assert bucket_count(10**12) == 4096
+
+
+def test_spill_folder_follows_dask_temporary_directory_and_is_removed(tmp_path: Path) -> None:
+    import dask.config
+
+    rec = np.zeros(3, HASH_RECORD)
+    with dask.config.set({"temporary-directory": str(tmp_path)}), SpillBuckets(HASH_RECORD, 5000) as spill:
+        spill.add(rec, np.arange(3, dtype=np.uint64))
+        [folder] = list(tmp_path.iterdir())
+        assert folder.name.startswith("mmaudit-spill-") and len(list(folder.iterdir())) == 3
+        assert sum(len(b) for b in spill) == 3  # 5000 buckets: only the touched ones exist as files
+    assert not list(tmp_path.iterdir())
