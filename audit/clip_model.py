@@ -101,14 +101,6 @@ class ClipModel:
         ]
         return self._encode_batch(torch.stack(batch))
 
-    def encode_pixels(self, pixels: Sequence[torch.Tensor]) -> np.ndarray:
-        """Embeddings of CHW uint8 RGB tensors (on any device)."""
-        import torch
-
-        if not pixels:
-            return np.zeros((0, 0), np.float32)
-        return self._encode_batch(torch.stack([self.preprocess_pixels(p) for p in pixels]))
-
     def preprocess_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """open_clip's preprocess of one CHW uint8 RGB tensor, run on the model's device: the same
         resize, crop and normalisation as for a PIL image, without going through PIL."""

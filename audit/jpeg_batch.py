@@ -127,7 +127,7 @@ def _decode_chunk(blobs: list[bytes], device: str) -> list[torch.Tensor | None]:
 
     tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
     try:
-        return list(_decode_call(tensors, device))
+        return _decode_call(tensors, device)
     except Exception:  # a batched call returns nothing if one image fails: retry one by one
         pass
     out: list[torch.Tensor | None] = []

@@ -19,7 +19,7 @@ import pyarrow as pa
 from audit.embedding_store import embedding_path
 from audit.neighbours import SimilarPairs, split_row_ids
 from audit.neighbours.components import Groups, edge_groups, hash_groups
-from audit.neighbours.duplicates import HASH_RECORD, hash_records
+from audit.neighbours.duplicates import HASH_RECORD, groups_table, hash_records
 from audit.neighbours.schemas import DUPLICATES_SCHEMA
 from audit.neighbours.spill import SpillBuckets, bucket_count, mix64
 from audit.runfolder import RunFolder
@@ -127,15 +127,7 @@ def _group_tables(groups: Groups, rows: DenseRows, read_keys: KeyReader, kind: s
     for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         if hi == lo:
             continue
-        keys = read_keys(i).take(pa.array(groups.node[lo:hi] - rows.offsets[i]))
-        rep_of_row = np.searchsorted(reps, groups.representative[lo:hi])
-        yield pa.table(
-            {
-                "key": keys,
-                "group": pa.array(groups.group[lo:hi]),
-                "representative": rep_keys.take(pa.array(rep_of_row)),
-                "similarity": pa.array(groups.similarity[lo:hi]),
-                "kind": pa.array([kind] * (hi - lo), pa.string()),
-            },
-            schema=DUPLICATES_SCHEMA,
-        )
+        part = groups.rows(lo, hi)
+        keys = read_keys(i).take(pa.array(part.node - rows.offsets[i]))
+        rep_of_row = pa.array(np.searchsorted(reps, part.representative))
+        yield groups_table(part, keys, rep_keys.take(rep_of_row), kind, grouped=False)

@@ -80,7 +80,7 @@ def build_indexes(
         n_clusters = _n_clusters(n, settings)
         # enough rows for the index's training and for faiss' k-means (256 a centroid, its own cap)
         wanted = min(n, max(spec.train_size, 256 * n_clusters if side == "image" else 0))
-        sample = _sample_rows(run, records, side, counts, wanted)
+        sample = _sample_rows(run, records, side, counts, wanted) if wanted else None
         index = NeighbourIndex.create(spec)
         if spec.kind != "flat":
             train = sample
@@ -107,7 +107,7 @@ def _sample_rows(
     shard: how many from each shard is drawn first (multivariate hypergeometric), then which."""
     rng = np.random.default_rng(0)
     per_shard = rng.multivariate_hypergeometric(counts, min(size, int(counts.sum())))
-    parts = [np.zeros((0, 1), np.float32)] if not size else []
+    parts = []
     for r, count, take in zip(records, counts, per_shard, strict=True):
         if take:
             _, vectors = read_shard_embeddings(run, r.shard_id, side)

@@ -37,6 +37,9 @@ class Groups:
         z = np.zeros(0, np.int64)
         return cls(z, z, z, np.zeros(0, np.float32))
 
+    def rows(self, start: int, stop: int) -> Groups:
+        return Groups(*(a[start:stop] for a in (self.node, self.group, self.representative, self.similarity)))
+
     def grouped_order(self) -> np.ndarray:
         """Row order by group, representative first, then node."""
         return np.lexsort((self.node, self.representative != self.node, self.group))

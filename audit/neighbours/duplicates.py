@@ -107,10 +107,12 @@ def near_duplicate_groups(
     return groups_table(groups, keys(nodes[groups.node]), keys(nodes[groups.representative]), kind)
 
 
-def groups_table(groups: Groups, keys: pa.Array, representatives: pa.Array, kind: str) -> pa.Table:
-    """DUPLICATES_SCHEMA rows by group, representative first; ``keys`` and ``representatives`` are the
-    keys of ``groups.node`` and ``groups.representative``."""
-    order = groups.grouped_order()
+def groups_table(
+    groups: Groups, keys: pa.Array, representatives: pa.Array, kind: str, *, grouped: bool = True
+) -> pa.Table:
+    """DUPLICATES_SCHEMA rows by group, representative first (or, not ``grouped``, in node order);
+    ``keys`` and ``representatives`` are the keys of ``groups.node`` and ``groups.representative``."""
+    order = groups.grouped_order() if grouped else np.arange(len(groups))
     take = pa.array(order)
     return pa.table(
         {
