@@ -33,9 +33,10 @@ def embedding_path(run: RunFolder, shard_id: str, side: str) -> str:
 
 
 def embedding_tables(scored: pa.Table) -> dict[str, pa.Table]:
-    """Block-int8 tables (keyed) of the rows that have each side's embedding."""
+    """Block-int8 tables of the rows that have each side's embedding, keyed by row_id (the storage
+    format's ``key`` column holds the corpus-unique row id, never the dataset's repeatable key)."""
     quantize = get_kernel("quantize_int8", "cpu")
-    keys = scored.column("key").to_pylist()
+    keys = scored.column("row_id").to_pylist()
     out = {}
     for side, column in SIDES.items():
         values = scored.column(column).to_pylist() if column in scored.column_names else [None] * len(keys)

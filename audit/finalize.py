@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.config import AuditConfig
+from audit.repeated_keys import repeated_keys
 from audit.rules import load_rules, skipped_rules
 from audit.runfolder import RunFolder
 from audit.schemas import (
@@ -149,10 +150,17 @@ def finalize_run(
     warnings += [f"shard {r.shard_id} ({r.path}) failed: {r.error}" for r in failed]
     warnings += [note for r in done for note in r.notes]
     scored = sum(r.rows_scored for r in done)
+    rows_in = sum(r.rows_in for r in done)
+    keys_repeated, keys_in_several = repeated_keys(run, done_ids, rows_in)
+    if keys_in_several:
+        warnings.append(
+            f"{keys_in_several} dataset keys appear in more than one shard ({keys_repeated} rows repeat "
+            "an earlier key): rows are identified by row_id (shard:row), never by key"
+        )
     summary = Summary(
         run_name=cfg.run_name,
         status="partial" if failed else "complete",
-        rows_in=sum(r.rows_in for r in done),
+        rows_in=rows_in,
         rows_scored=scored,
         rows_quarantined=sum(r.rows_quarantined for r in done),
         rows_flagged=flag_rows,
@@ -168,6 +176,9 @@ def finalize_run(
         skipped_rules=skipped_rules(rules, clip_meaningful),
         neighbours=neighbours or {},
         rows_text_only=image_status.get("absent", 0),
+        rows_image_only=sum(r.rows_image_only for r in done),
+        keys_repeated=keys_repeated,
+        keys_in_several_shards=keys_in_several,
         fetch=_fetch_outcome(run, done_ids),
     )
     # the same invariant, checked against the files actually written

@@ -92,11 +92,15 @@ class KnownBadLists:
     def match(
         self, data: bytes, sha256: str | None, image: Image.Image | None
     ) -> tuple[HashMatch | None, str | None]:
-        """(the best match or None, the image's pHash as hex or None)."""
-        for algo, digest in (
-            ("sha256", sha256 or hashlib.sha256(data).hexdigest()),
-            ("md5", hashlib.md5(data).hexdigest()),
-        ):
+        """(the best match or None, the image's pHash as hex or None).
+
+        The bytes' own digests are always computed: a dataset's sha256 column is written by
+        strangers and may be wrong, so it is checked in addition, never instead.
+        """
+        digests = [("sha256", hashlib.sha256(data).hexdigest()), ("md5", hashlib.md5(data).hexdigest())]
+        if sha256:
+            digests.append(("sha256", sha256))
+        for algo, digest in digests:
             hit = self.exact.get((algo, digest.lower()))
             if hit:
                 return HashMatch(hit[0], algo, hit[1], 0), phash_hex(image)

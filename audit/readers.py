@@ -1,7 +1,9 @@
 """Read one shard of any supported format into the canonical ingested table, batch by batch.
 
-Row problems (null or non-UTF-8 caption, missing image, embedding rows that do not line up,
-a key seen earlier in the shard) are recorded in ``quarantine_reason``; nothing is dropped here.
+Side problems (null, empty or non-UTF-8 caption; missing or empty image) are recorded in
+``caption_problem`` / ``image_problem``: the row is still audited on its other side, and only the
+stages quarantine a row with neither. Embedding rows that do not line up are recorded in
+``quarantine_reason``. Repeated keys are counted, never dropped. Nothing is dropped here.
 
 Memory is bounded by the batch, never by the shard: parquet is read page by page
 (``pq.ParquetFile.iter_batches``), webdataset tars are streamed member by member, embedding
@@ -29,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from audit.errors import InputFileError
+from audit.row_identity import row_ids_for
 from audit.schemas import INGESTED_SCHEMA
 from audit.shards import ShardFormat, ShardSpec, check_columns
 from audit.tables import set_columns
@@ -128,6 +131,7 @@ class SeenKeys:
 
     def __init__(self) -> None:
         self._runs: list[np.ndarray] = []
+        self.repeated = 0  # rows whose key appeared earlier in the shard
 
     @staticmethod
     def hashes(keys: list[str]) -> np.ndarray:
@@ -146,6 +150,7 @@ class SeenKeys:
         for run in self._runs:
             at = np.minimum(np.searchsorted(run, h), len(run) - 1)
             seen |= run[at] == h
+        self.repeated += int(seen.sum())
         if uniq.size:
             self._runs.append(uniq)
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
@@ -156,6 +161,13 @@ class SeenKeys:
     @property
     def nbytes(self) -> int:
         return sum(r.nbytes for r in self._runs)
+
+    def sorted_unique(self) -> np.ndarray:
+        """Every distinct key hash of the shard, sorted (for counting keys repeated across shards)."""
+        out = np.zeros(0, dtype=np.uint64)
+        for run in self._runs:
+            out = np.union1d(out, run)
+        return out
 
 
 @contextlib.contextmanager
@@ -189,27 +201,30 @@ def _parquet(url: str, data: bytes) -> pa.Table:
 
 
 def _decode_captions(col: pa.ChunkedArray | None, n: int) -> tuple[list[str | None], list[str | None]]:
-    """Captions as str, plus a per-row quarantine reason (null caption, bytes that are not UTF-8)."""
+    """Captions as str, plus a per-row caption problem (null, empty, bytes that are not UTF-8).
+
+    A caption problem does not quarantine the row: a row with a usable image is audited image-only.
+    """
     if col is None:
         return [None] * n, ["caption_missing"] * n
     values = col.to_pylist()
     captions: list[str | None] = []
-    reasons: list[str | None] = []
+    problems: list[str | None] = []
     for v in values:
         if v is None:
             captions.append(None)
-            reasons.append("caption_missing")
+            problems.append("caption_missing")
         elif isinstance(v, bytes):
             try:
                 captions.append(v.decode("utf-8"))
-                reasons.append(None)
+                problems.append(None if v.strip() else "caption_empty")
             except UnicodeDecodeError:
                 captions.append(v.decode("utf-8", "replace"))
-                reasons.append("caption_not_utf8")
+                problems.append("caption_not_utf8")
         else:
             captions.append(v)
-            reasons.append(None)
-    return captions, reasons
+            problems.append(None if v.strip() else "caption_empty")
+    return captions, problems
 
 
 def _as(table: pa.Table, cols: dict[str, str], name: str, typ: pa.DataType) -> pa.Array:
@@ -252,34 +267,34 @@ def normalize(
         keys = [None] * n
     keys = [k if k not in (None, "") else f"{spec.shard_id}:{start + i}" for i, k in enumerate(keys)]
 
-    captions, reasons = _decode_captions(table.column(cols["caption"]) if "caption" in cols else None, n)
-    details: list[str | None] = [None] * n
+    captions, caption_problems = _decode_captions(
+        table.column(cols["caption"]) if "caption" in cols else None, n
+    )
+    image_problems: list[str | None] = [None] * n
     status = _as(table, cols, "fetch_status", pa.string()).to_pylist()
     image = _as(table, cols, "image", pa.binary()) if "image" in cols else pa.nulls(n, pa.binary())
     if carries_images:
         lengths = pc.binary_length(image).to_pylist()
         for i, length in enumerate(lengths):
-            if reasons[i] is not None:
-                continue
             fetched = status[i] in (None, "success")
             if length is None and fetched:
-                reasons[i] = "image_missing"
+                image_problems[i] = "image_missing"
             elif length == 0:
-                reasons[i] = "image_empty"
-
-    repeated = (seen or SeenKeys()).add(keys)
-    for i in np.flatnonzero(repeated):
-        if reasons[i] is None:
-            reasons[i], details[i] = "duplicate_key", f"key {keys[i]!r} appears earlier in this shard"
+                image_problems[i] = "image_empty"
+    # repeated keys are counted, never used to pick or drop a row: rows are named by row_id
+    (seen or SeenKeys()).add(keys)
 
     arrays = {
+        "row_id": row_ids_for(spec.shard_id, start, n),
         "key": pa.array(keys, pa.string()),
         "shard_id": pa.array([spec.shard_id] * n, pa.string()),
         "row_index": pa.array(row_index),
         "caption": pa.array(captions, pa.string()),
+        "caption_problem": pa.array(caption_problems, pa.string()),
+        "image_problem": pa.array(image_problems, pa.string()),
         "image": image,
-        "quarantine_reason": pa.array(reasons, pa.string()),
-        "quarantine_detail": pa.array(details, pa.string()),
+        "quarantine_reason": pa.nulls(n, pa.string()),
+        "quarantine_detail": pa.nulls(n, pa.string()),
     }
     for f in INGESTED_SCHEMA:
         if f.name not in arrays:
@@ -322,6 +337,15 @@ class ShardReader:
                 self.rows += table.num_rows
                 yield table
             del table  # not held while the next batch is read
+
+    @property
+    def keys_repeated(self) -> int:
+        """Rows whose key appeared earlier in this shard (final once ``batches()`` is exhausted)."""
+        return self._seen.repeated
+
+    def key_hashes(self) -> np.ndarray:
+        """The shard's distinct key hashes, sorted: finalize counts keys repeated across shards."""
+        return self._seen.sorted_unique()
 
     def _normalize(self, table: pa.Table, cols: dict[str, str], *, carries_images: bool) -> pa.Table:
         return normalize(

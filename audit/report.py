@@ -73,7 +73,12 @@ td.url { max-width: 18rem; overflow-wrap: anywhere; } td.key { white-space: nowr
 {% else %}<span class="bad">BROKEN</span>{% endif %}</td>
 <td class="num">{{ s.rows_flagged }}</td></tr>
 </table>
-<p>Shards done {{ s.shards_done }}, failed {{ s.shards_failed }}.</p>
+<p>Shards done {{ s.shards_done }}, failed {{ s.shards_failed }}. Audited on one side only:
+<span id="rows-text-only">{{ s.rows_text_only }}</span> text-only (no usable image),
+<span id="rows-image-only">{{ s.rows_image_only }}</span> image-only (no usable caption).</p>
+<p id="repeated-keys">Dataset keys that repeat: {{ s.keys_repeated }} rows repeat an earlier row's key;
+{{ s.keys_in_several_shards }} keys appear in more than one shard. Rows are identified by row id
+(shard:row), never by key.</p>
 
 <h2>Flags by reason</h2>
 <table id="flags-by-reason"><tr><th>reason</th><th>flags</th></tr>
@@ -100,15 +105,19 @@ td.url { max-width: 18rem; overflow-wrap: anywhere; } td.key { white-space: nowr
 
 <h2>Flagged pairs</h2>
 <p>{{ flags|length }} flagged pairs{% if truncated %}; the table shows the first {{ rows|length }}, flags.csv
- and flags.jsonl hold all{% endif %}. {{ removal_count }} keys are on the removal list
+ and flags.jsonl hold all{% endif %}. {{ removal_count }} rows are on the removal list
  (severity ≥ {{ removal_min }} unless a reviewer marked them false_positive, plus any a reviewer
  confirmed harmful).
  URLs are shown as text, not links.</p>
+<p id="never-rendered">{{ blocked_count }} flagged rows are never shown (known-bad hash matches and
+ never-render rules): they are counted here and listed by row id, with their hashes, only in
+ authority_report.csv.</p>
 <table id="flagged-pairs">
-<tr><th>key</th><th>url</th><th>caption</th><th>reasons</th><th>severity</th><th>scores</th><th>decision</th>
-<th>removal</th></tr>
+<tr><th>row id</th><th>key</th><th>url</th><th>caption</th><th>reasons</th><th>severity</th><th>scores</th>
+<th>decision</th><th>removal</th></tr>
 {% for r in rows %}
-<tr><td class="key"><code>{{ r.key }}</code></td><td class="url">{{ r.url or "" }}</td>
+<tr><td class="key"><code>{{ r.row_id }}</code></td><td class="key"><code>{{ r.key }}</code></td>
+<td class="url">{{ r.url or "" }}</td>
 <td class="caption">{{ r.caption or "" }}</td>
 <td>{{ r.reasons|join(", ") }}</td><td class="sev-{{ r.severity }}">{{ r.severity }}</td>
 <td>{{ r.scores_text }}</td><td>{{ r.decision or "" }}</td><td>{{ "yes" if r.removal else "no" }}</td></tr>
@@ -179,7 +188,7 @@ def on_removal_list(flag: Mapping, decision: DecisionRow | None) -> bool:
 def _records(run: ReviewRun, decisions: Mapping[str, DecisionRow]) -> list[dict]:
     out = []
     for flag in run.flags.to_pylist():
-        d = decisions.get(flag["key"])
+        d = decisions.get(flag["row_id"])
         out.append(
             {
                 **flag,
@@ -197,6 +206,7 @@ def _records(run: ReviewRun, decisions: Mapping[str, DecisionRow]) -> list[dict]
 
 def render_html(run: ReviewRun, records: list[dict]) -> str:
     s = run.summary
+    shown = [r for r in records if not render_blocked(r)]  # never-render rows: a count only
     return _ENV.from_string(REPORT_TEMPLATE).render(
         s=s,
         m=run.manifest,
@@ -208,14 +218,16 @@ def render_html(run: ReviewRun, records: list[dict]) -> str:
         ],
         quarantine_reasons=QUARANTINE_REASONS,
         flags=records,
-        rows=records[:MAX_HTML_ROWS],
-        truncated=len(records) > MAX_HTML_ROWS,
+        rows=shown[:MAX_HTML_ROWS],
+        truncated=len(shown) > MAX_HTML_ROWS,
+        blocked_count=len(records) - len(shown),
         removal_count=sum(r["removal"] for r in records),
         removal_min=REMOVAL_MIN_SEVERITY,
     )
 
 
 CSV_COLUMNS = (
+    "row_id",
     "key",
     "shard_id",
     "row_index",
@@ -258,32 +270,21 @@ def render_csv(records: list[dict]) -> str:
     return buf.getvalue()
 
 
-AUTHORITY_COLUMNS = ("key", "url", "reasons", "severity", "sha256", "image_phash", "known_bad_list",
+AUTHORITY_COLUMNS = ("row_id", "key", "url", "reasons", "severity", "sha256", "image_phash", "known_bad_list",
                      "known_bad_distance", "shard_id", "row_index")  # fmt: skip
 
 
 def render_authority_report(run: ReviewRun, records: list[dict]) -> str:
-    """The rows no one may view (known-bad matches, csam-risk), with the hashes and locations an
-    authority needs to act; never the image bytes."""
-    blocked = [r for r in records if render_blocked(r)]
-    by_shard: dict[str, set[str]] = {}
-    for r in blocked:
-        by_shard.setdefault(r["shard_id"], set()).add(r["key"])
-    hashes: dict[str, dict] = {}
-    for shard_id, keys in by_shard.items():
-        path = run.folder.scores(shard_id)
-        if run.folder.exists(path):
-            table = run.folder.read_parquet(path).select(["key", "sha256", "image_phash", "known_bad_list",
-                                                          "known_bad_distance"])  # fmt: skip
-            hashes.update({row["key"]: row for row in table.to_pylist() if row["key"] in keys})
+    """The flagged rows no one may view (audit.render_policy: known-bad matches, never-render rules),
+    with the hashes and locations an authority needs to act; never the image bytes. Flags carry
+    their hash-list columns, quarantined known-bad rows included, so no shard is read."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=AUTHORITY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=AUTHORITY_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    for r in blocked:
-        h = hashes.get(r["key"], {})
-        row = {**{c: r.get(c) for c in AUTHORITY_COLUMNS}, **{k: v for k, v in h.items() if k != "key"}}
-        row["reasons"] = ";".join(r["reasons"])
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+    for r in records:
+        if render_blocked(r):
+            row = {c: r.get(c) for c in AUTHORITY_COLUMNS} | {"reasons": ";".join(r["reasons"])}
+            writer.writerow({k: _cell(v) for k, v in row.items()})
     return buf.getvalue()
 
 
@@ -292,13 +293,15 @@ def render_jsonl(records: list[dict]) -> str:
 
 
 def render_removal_list(records: list[dict]) -> str:
-    """key<TAB>url<TAB>severity<TAB>reasons, one line per key to remove, in the run's order."""
+    """row_id<TAB>key<TAB>url<TAB>severity<TAB>reasons, one line per row to remove, in the run's order.
+    Rows are named by row id: two rows sharing a dataset key are decided and removed separately."""
     lines, seen = [], set()
     for r in records:
-        if not r["removal"] or r["key"] in seen:
+        if not r["removal"] or r["row_id"] in seen:
             continue
-        seen.add(r["key"])
-        lines.append("\t".join((_clean(r["key"]), _clean(r["url"]), r["severity"], ",".join(r["reasons"]))))
+        seen.add(r["row_id"])
+        fields = (r["row_id"], _clean(r["key"]), _clean(r["url"]), r["severity"], ",".join(r["reasons"]))
+        lines.append("\t".join(fields))
     return "".join(line + "\n" for line in lines)
 
 

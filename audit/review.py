@@ -1,8 +1,9 @@
 """Everything the review dashboard reads and writes: the run, filtered flags, thumbnails, decisions.
 
 The dashboard holds widgets only; this module is the tested surface. Reviewer decisions are
-append-only rows in RUN/decisions.db (SQLite): a change of mind is a new row, the latest row per
-key wins, and the full history stays for the audit trail.
+append-only rows in RUN/decisions.db (SQLite) keyed by the corpus-unique row id (never by the
+dataset's key, which may repeat across shards): a change of mind is a new row, the latest row per
+row id wins, and the full history stays for the audit trail.
 """
 
 from __future__ import annotations
@@ -27,32 +28,31 @@ from pydantic import ValidationError
 
 from audit.errors import AuditError, InputFileError
 from audit.images import DecodeFailure, decode_image
+from audit.render_policy import may_render, never_render
 from audit.runfolder import RunFolder
 from audit.schemas import SEVERITIES, Manifest, Summary
 from audit.shards import ShardSpec
 
 Decision = Literal["confirm_harmful", "false_positive", "needs_escalation"]
 DECISIONS: tuple[str, ...] = get_args(Decision)
-UNDECIDED = "undecided"  # filter value for keys nobody has decided on yet
+UNDECIDED = "undecided"  # filter value for rows nobody has decided on yet
 
 THUMB_MAX_SIDE = 256
 # Strong enough that a 256 px thumbnail shows layout and colour but no recognisable detail.
 BLUR_RADIUS = 12
 IMAGELESS_FORMATS = ("laion_metadata", "clip_retrieval")  # URLs or embeddings only
-# Known-bad hash-list matches are never rendered, blurred or not: flags mark them render_blocked;
-# the reason code is checked too, for run folders written before that column existed.
-NEVER_RENDER_REASONS = frozenset({"known-bad-hash", "csam-risk"})
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,
+    row_id TEXT NOT NULL,
+    key TEXT NOT NULL,  -- the dataset's label, kept for people reading the database
     decision TEXT NOT NULL CHECK (decision IN ({", ".join(repr(d) for d in DECISIONS)})),
     reviewer TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
     decided_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS decisions_by_key ON decisions (key, id);
+CREATE INDEX IF NOT EXISTS decisions_by_row ON decisions (row_id, id);
 -- append-only in the database itself, not only by convention in this module
 CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
 BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
@@ -80,6 +80,7 @@ class ReviewRun:
 @dataclass(frozen=True)
 class DecisionRow:
     id: int
+    row_id: str
     key: str
     decision: Decision
     reviewer: str
@@ -106,8 +107,12 @@ def load_run(run_url: str | RunFolder) -> ReviewRun:
         raise InputFileError(
             f"{folder.url}: unreadable summary.json or manifest.json ({_first_line(e)})"
         ) from None
-    # as written, not cast to today's FLAGS_SCHEMA: run folders from older versions stay reviewable
     flags = folder.read_parquet(folder.flags)
+    if "row_id" not in flags.column_names:
+        raise InputFileError(
+            f"{folder.flags}: written by an older mmaudit that identified rows by key; "
+            f"audit again into a new run folder to review it"
+        )
     return ReviewRun(folder, summary, manifest, flags)
 
 
@@ -149,7 +154,7 @@ def filter_flags(
         if decisions is None:
             raise ValueError("filtering by decision needs decisions= (from load_decisions)")
         latest = [
-            decisions[k].decision if k in decisions else UNDECIDED for k in flags.column("key").to_pylist()
+            decisions[r].decision if r in decisions else UNDECIDED for r in flags.column("row_id").to_pylist()
         ]
         mask &= np.asarray(latest, dtype=object) == decision
     return flags.filter(pa.array(mask))
@@ -160,10 +165,11 @@ def flags_frame(flags: pa.Table, decisions: Mapping[str, DecisionRow] | None = N
     decisions = decisions or {}
     rows = [
         {
+            "row_id": r["row_id"],
             "key": r["key"],
             "severity": r["severity"],
             "reasons": ", ".join(r["reasons"]),
-            "decision": decisions[r["key"]].decision if r["key"] in decisions else "",
+            "decision": decisions[r["row_id"]].decision if r["row_id"] in decisions else "",
             "caption": r["caption"],
             "url": r["url"],
             "scores": format_scores(r["scores"]),
@@ -172,7 +178,8 @@ def flags_frame(flags: pa.Table, decisions: Mapping[str, DecisionRow] | None = N
         }
         for r in flags.to_pylist()
     ]
-    columns = ["key", "severity", "reasons", "decision", "caption", "url", "scores", "shard_id", "row_index"]
+    columns = ["row_id", "key", "severity", "reasons", "decision", "caption", "url", "scores",
+               "shard_id", "row_index"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -180,11 +187,11 @@ def format_scores(scores: Iterable[tuple[str, float]]) -> str:
     return ", ".join(f"{name}={value:.3g}" for name, value in scores)  # 0.972, and counts as 3
 
 
-def flag_row(run: ReviewRun, key: str) -> dict:
-    """The flag row for ``key`` (the first, if two shards share a key); KeyError if not flagged."""
-    idx = pc.index(run.flags.column("key"), key).as_py()
+def flag_row(run: ReviewRun, row_id: str) -> dict:
+    """The flag row of ``row_id``; KeyError if that row is not flagged."""
+    idx = pc.index(run.flags.column("row_id"), row_id).as_py()
     if idx < 0:
-        raise KeyError(f"{key!r} is not a flagged key of run {run.name}")
+        raise KeyError(f"{row_id!r} is not a flagged row of run {run.name}")
     return run.flags.slice(idx, 1).to_pylist()[0]
 
 
@@ -192,8 +199,9 @@ def flag_row(run: ReviewRun, key: str) -> dict:
 
 
 def render_blocked(row: Mapping) -> bool:
-    """A known-bad match: its image is never shown, thumbnailed or copied, blurred or not."""
-    return bool(row.get("render_blocked")) or bool(NEVER_RENDER_REASONS.intersection(row["reasons"]))
+    """Its image is never shown, thumbnailed or copied, blurred or not, and the row is only counted
+    and listed by row id (audit.render_policy.never_render)."""
+    return never_render(row)
 
 
 def shard_spec(run: ReviewRun, shard_id: str) -> ShardSpec:
@@ -210,40 +218,45 @@ def shard_spec(run: ReviewRun, shard_id: str) -> ShardSpec:
 
 
 @functools.lru_cache(maxsize=2)
-def _shard_images(spec: ShardSpec) -> tuple[dict[str, bytes | None], str]:
-    """key -> image bytes of one shard, plus the shard's sha256; cached as the dashboard reruns often."""
+def _shard_images(spec: ShardSpec) -> tuple[pa.Table, str]:
+    """(row_id, key, image) of one shard in row order, plus the shard's sha256; cached as the
+    dashboard reruns often."""
     from audit.readers import read_shard  # heavy import, only when an image is asked for
 
     data = read_shard(spec)
-    keys = data.table.column("key").to_pylist()
-    images = data.table.column("image").to_pylist()
-    return dict(zip(keys, images, strict=True)), data.sha256
+    return data.table.select(["row_id", "key", "image"]), data.sha256
 
 
-def load_image(run: ReviewRun, key: str, blur: bool = True) -> bytes:
+def load_image(run: ReviewRun, row_id: str, blur: bool = True) -> bytes:
     """JPEG thumbnail (longest side THUMB_MAX_SIDE) of a flagged row, Gaussian-blurred unless blur=False.
 
-    Raises ImageUnavailableError when the row has no image bytes, the shard changed since the
-    audit, the bytes do not decode, or the row matched a known-bad hash list.
+    The image is the one at the row's own position in its shard (never looked up by key). Raises
+    ImageUnavailableError when the row has no image bytes, the shard changed since the audit, the
+    bytes do not decode, or the row may not be rendered (audit.render_policy).
     """
-    row = flag_row(run, key)
-    if render_blocked(row):
-        raise ImageUnavailableError(f"{key}: matched a known-bad list; its image is never shown")
+    row = flag_row(run, row_id)
+    if not may_render(row):
+        raise ImageUnavailableError(f"{row_id}: never rendered (known-bad match or a never-render rule)")
     spec = shard_spec(run, row["shard_id"])
     if spec.format in IMAGELESS_FORMATS:
-        raise ImageUnavailableError(f"{key}: shard {spec.shard_id} is {spec.format}, which carries no images")
+        raise ImageUnavailableError(
+            f"{row_id}: shard {spec.shard_id} is {spec.format}, which carries no images"
+        )
     record = next(s for s in run.manifest.shards if s.shard_id == spec.shard_id)
     images, sha = _shard_images(spec)
     if record.sha256 and sha != record.sha256:
-        # the key may now name a different image than the one that was scored
+        # the row's position may now hold a different image than the one that was scored
         raise ImageUnavailableError(f"{spec.path}: the shard changed since the audit (sha256 differs)")
-    data = images.get(key)
+    at = int(row["row_index"])
+    if at >= images.num_rows or images.column("row_id")[at].as_py() != row_id:
+        raise ImageUnavailableError(f"{row_id}: not found at its position in shard {spec.shard_id}")
+    data = images.column("image")[at].as_py()
     if not data:
-        raise ImageUnavailableError(f"{key}: shard {spec.shard_id} holds no image bytes for this row")
+        raise ImageUnavailableError(f"{row_id}: shard {spec.shard_id} holds no image bytes for this row")
     max_pixels = int(run.manifest.config.get("images", {}).get("max_pixels", 89_478_485))
     im = decode_image(data, max_pixels)
     if isinstance(im, DecodeFailure):
-        raise ImageUnavailableError(f"{key}: image cannot be decoded ({im.reason}: {im.detail})")
+        raise ImageUnavailableError(f"{row_id}: image cannot be decoded ({im.reason}: {im.detail})")
     im.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE))
     if blur:
         im = im.filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
@@ -267,6 +280,9 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(path, timeout=30)
     try:
         conn.executescript(_DDL)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+        if "row_id" not in columns:
+            raise InputFileError(f"{path}: decisions keyed by dataset key (an older mmaudit); move it aside")
         with conn:  # one transaction, committed on success
             yield conn
     finally:
@@ -277,44 +293,45 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-def record_decision(run: ReviewRun, key: str, decision: str, reviewer: str, note: str = "") -> DecisionRow:
-    """Append one decision row; ValueError for an unknown decision, empty reviewer or unflagged key."""
+def record_decision(run: ReviewRun, row_id: str, decision: str, reviewer: str, note: str = "") -> DecisionRow:
+    """Append one decision row; ValueError for an unknown decision, empty reviewer or unflagged row."""
     if decision not in DECISIONS:
         raise ValueError(f"unknown decision {decision!r} (known: {', '.join(DECISIONS)})")
     reviewer = reviewer.strip()
     if not reviewer:
         raise ValueError("a decision needs a reviewer name")
     try:
-        flag_row(run, key)
+        key = flag_row(run, row_id)["key"]
     except KeyError as e:
         raise ValueError(str(e.args[0])) from None
     decided_at = _utc_now()
     with _connect(_db_path(run)) as conn:
         cur = conn.execute(
-            "INSERT INTO decisions (key, decision, reviewer, note, decided_at) VALUES (?, ?, ?, ?, ?)",
-            (key, decision, reviewer, note, decided_at),
+            "INSERT INTO decisions (row_id, key, decision, reviewer, note, decided_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (row_id, key, decision, reviewer, note, decided_at),
         )
-        row_id = int(cur.lastrowid or 0)
-    return DecisionRow(row_id, key, decision, reviewer, note, decided_at)  # type: ignore[arg-type]
+        decision_id = int(cur.lastrowid or 0)
+    return DecisionRow(decision_id, row_id, key, decision, reviewer, note, decided_at)  # type: ignore[arg-type]
 
 
-def decision_history(run: ReviewRun, key: str | None = None) -> list[DecisionRow]:
-    """Every decision row, oldest first (only ``key``'s when given)."""
+def decision_history(run: ReviewRun, row_id: str | None = None) -> list[DecisionRow]:
+    """Every decision row, oldest first (only ``row_id``'s when given)."""
     path = _db_path(run)
     if not path.exists():
         return []  # reading never creates the database
-    query = "SELECT id, key, decision, reviewer, note, decided_at FROM decisions"
+    query = "SELECT id, row_id, key, decision, reviewer, note, decided_at FROM decisions"
     params: tuple[str, ...] = ()
-    if key is not None:
-        query, params = query + " WHERE key = ?", (key,)
+    if row_id is not None:
+        query, params = query + " WHERE row_id = ?", (row_id,)
     with _connect(path) as conn:
         rows = conn.execute(query + " ORDER BY id", params).fetchall()
     return [DecisionRow(*r) for r in rows]
 
 
 def load_decisions(run: ReviewRun) -> dict[str, DecisionRow]:
-    """The latest decision per key (by insertion order, not clock: clocks of reviewers can differ)."""
-    return {row.key: row for row in decision_history(run)}
+    """The latest decision per row id (by insertion order, not clock: reviewers' clocks differ)."""
+    return {row.row_id: row for row in decision_history(run)}
 
 
 def _first_line(e: BaseException) -> str:

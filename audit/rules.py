@@ -165,15 +165,28 @@ def skipped_rules(rules: RuleSet, clip_meaningful: bool) -> dict[str, str]:
     return {r.id: "uses CLIP-based scores and CLIP weights are random" for r in rules.rules if r.clip_based}
 
 
+# Applied whatever the rules file says: a known-bad hash match always makes a critical,
+# never-rendered flag (and so an authority-report line), even if the file drops or weakens its rule.
+KNOWN_BAD_RULE = Rule(
+    id="builtin-known-bad-hash",
+    reason="known-bad-hash",
+    severity="critical",
+    never_render=True,
+    description="built in: the image matches a known-bad hash list",
+    all=(Condition(score="known_bad_match", op="==", value=True),),
+)
+
+
 def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> pa.Table:
-    """One FLAGS_SCHEMA row per scored row that at least one rule fires on."""
+    """One FLAGS_SCHEMA row per row that at least one rule fires on (plus KNOWN_BAD_RULE)."""
     skip = skipped_rules(rules, clip_meaningful)
-    active = [r for r in rules.rules if r.id not in skip]
+    active = [r for r in rules.rules if r.id not in skip] + [KNOWN_BAD_RULE]
     masks = {r.id: rule_mask(scores, r) for r in active}
     any_fired = np.zeros(scores.num_rows, dtype=bool)
     for m in masks.values():
         any_fired |= m
     rows = np.flatnonzero(any_fired)
+    known_bad = scores.column("known_bad_match").to_pylist()
     score_values = {
         c.score: scores.column(c.score).to_pylist()
         for r in active
@@ -201,8 +214,11 @@ def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> p
         out["thresholds"].append(sorted({f"{r.id}:{c.score}": float(c.value) for r, c in numeric}.items()))
         # (bool conditions count as numeric: True is 1.0 in the scores and thresholds maps)
         out["clip_meaningful"].append(clip_meaningful)
-        out["render_blocked"].append(any(r.never_render for r in fired))
+        out["render_blocked"].append(any(r.never_render for r in fired) or known_bad[i] is True)
     taken = scores.take(pa.array(rows, pa.int64()))
-    for name in ("key", "shard_id", "row_index", "url", "caption"):
+    for name in (
+        *("row_id", "key", "shard_id", "row_index", "url", "caption"),
+        *("known_bad_match", "sha256", "image_phash", "known_bad_list", "known_bad_distance"),
+    ):
         out[name] = taken.column(name).to_pylist()
     return pa.table(out, schema=FLAGS_SCHEMA)

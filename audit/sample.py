@@ -64,7 +64,8 @@ class SampleRow:
     key: str
     caption: str | bytes | None
     image: bytes | None
-    # matching, mismatched, offensive, hateful, near_duplicate, exact_duplicate, generated, malformed:<reason>
+    # matching, mismatched, offensive, hateful, near_duplicate, exact_duplicate, generated, known_bad,
+    # malformed:<reason> (one side unusable: audited on the other), unscorable:<reason> (quarantined)
     case: str
     status: str = "success"
     error_message: str | None = None
@@ -184,15 +185,26 @@ def _caption_cases(images: dict[str, Image.Image]) -> list[SampleRow]:
     return [SampleRow(key, cap, _jpeg(images[src]), case, source=src) for key, cap, src, case in cases]
 
 
+# Bytes that are no decodable image but whose SHA-256 the sample's list carries: exact hashes need
+# no decoding, so the row is matched although it is quarantined.
+KNOWN_BAD_UNDECODABLE = b"\xff\xd8\xff\xe0 listed bytes that no decoder accepts"
+
+
 def _known_bad_rows(rng: np.random.Generator) -> list[SampleRow]:
     """Stand-ins for known-bad material: generated images whose hashes the sample's list carries.
 
-    One matches by SHA-256 of its bytes, one by pHash after re-encoding (different bytes).
+    One matches by SHA-256 of its bytes, one by pHash after re-encoding (different bytes); one has
+    no caption (audited image-only), one no caption and undecodable bytes (quarantined, still
+    matched by its SHA-256).
     """
     exact = _jpeg(_shape("square", "blue", np.random.default_rng(SEED + 7)))
     listed = _shape("circle", "green", np.random.default_rng(SEED + 8)).rotate(20, fillcolor=(255, 255, 255))
     return [
         SampleRow("known-bad-exact", "a blue square", exact, "known_bad", source="listed-by-sha256"),
+        SampleRow("known-bad-no-caption", None, exact, "known_bad", source="listed-by-sha256"),
+        SampleRow(
+            "known-bad-undecodable", None, KNOWN_BAD_UNDECODABLE, "known_bad", source="listed-by-sha256"
+        ),
         SampleRow(
             "known-bad-phash",
             "a green circle",
@@ -213,6 +225,7 @@ def known_bad_list_csv() -> str:
         "# mmaudit sample hash list: stand-ins for known-bad material (generated shapes)",
         "algorithm,hash,label",
         f"sha256,{hashlib.sha256(exact).hexdigest()},sample-exact",
+        f"sha256,{hashlib.sha256(KNOWN_BAD_UNDECODABLE).hexdigest()},sample-undecodable",
         f"md5,{hashlib.md5(b'not in the sample').hexdigest()},sample-unused",
         f"phash,{imagehash.phash(listed)},sample-perceptual",
     ]
@@ -283,6 +296,9 @@ def _malformed_rows(images: dict[str, Image.Image]) -> list[SampleRow]:
             _jpeg(images["coffee"]),
             "malformed:caption_not_utf8",
         ),
+        # neither side usable: the only rows that are quarantined
+        SampleRow("bad-truncated-no-caption", None, good[: len(good) // 3], "unscorable:image_truncated"),
+        SampleRow("bad-zero-bytes-blank-caption", "   ", b"", "unscorable:image_empty"),
         SampleRow(
             "fetch-failed",
             "a photo that could not be downloaded",
@@ -296,7 +312,11 @@ def _malformed_rows(images: dict[str, Image.Image]) -> list[SampleRow]:
 
 def _meta(row: SampleRow) -> dict:
     w = h = None
-    if row.image and not row.case.startswith("malformed"):
+    if (
+        row.image
+        and not row.case.startswith(("malformed", "unscorable"))
+        and row.image != KNOWN_BAD_UNDECODABLE
+    ):
         with Image.open(io.BytesIO(row.image)) as im:
             w, h = im.size
     return {

@@ -30,7 +30,7 @@ from audit.schemas import FLAGS_SCHEMA, QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardR
 from audit.shards import ShardSpec
 from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
 from audit.stages.concept_probes import score_concepts
-from audit.stages.decode_images import DecodeImagesConfig, decode_images
+from audit.stages.decode_images import DecodeImagesConfig, decode_images, quarantine_unscorable
 from audit.stages.image_safety import ImageNsfwConfig, score_clip_nsfw, score_image_nsfw
 from audit.stages.known_bad import match_known_bad
 from audit.stages.similarity_analysis import analyse_similarity
@@ -57,6 +57,7 @@ def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     q = table.filter(pa.array(bad))
     quarantined = pa.table(
         {
+            "row_id": q.column("row_id"),
             "key": q.column("key"),
             "shard_id": q.column("shard_id"),
             "row_index": q.column("row_index"),
@@ -64,10 +65,22 @@ def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
             "caption": q.column("caption"),
             "reason": q.column("quarantine_reason"),
             "detail": q.column("quarantine_detail"),
+            "known_bad_match": q.column("known_bad_match"),
+            "known_bad_list": q.column("known_bad_list"),
         },
         schema=QUARANTINE_SCHEMA,
     )
     return scored, quarantined
+
+
+def quarantined_known_bad_flags(table: pa.Table, models: Models) -> pa.Table:
+    """Flags for quarantined rows that matched a hash list: a row that cannot be scored is still
+    flagged critical and reaches the authority report (rules see only its hash-list columns)."""
+    hit = pc.and_(
+        pc.is_valid(table.column("quarantine_reason")), pc.fill_null(table.column("known_bad_match"), False)
+    )
+    rows = conform(table.filter(hit), SCORES_SCHEMA)
+    return apply_rules(rows, models.rules, clip_meaningful=models.clip.meaningful)
 
 
 def check_precomputed(table: pa.Table, embedding_model: str | None, spec: ShardSpec, models: Models) -> bool:
@@ -102,7 +115,9 @@ def score_shard_table(
     table, images = decode_images(
         table, DecodeImagesConfig(max_pixels=cfg.images.max_pixels, jpeg_device=jpeg_device), decode_counts
     )
+    # hash lists before any quarantine: every row with bytes or a sha256 is matched
     table = match_known_bad(table, lists=models.known_bad, images=images)
+    table = quarantine_unscorable(table)
     table = score_clip_similarity(
         table,
         ClipSimilarityConfig(batch_size=cfg.clip.batch_size, device=models.device),
@@ -205,6 +220,7 @@ def audit_shard(
     reader = iter_shard(spec, clip_model=models.clip.architecture, batch_rows=batch_rows)
     checked = False
     decode_counts = DecodeCounts()
+    image_only = 0
     flush_rows = max(batch_rows, OUTPUT_ROW_GROUP_ROWS)
     with (
         _sinks(run, spec.shard_id, flush_rows) as out,
@@ -216,10 +232,12 @@ def audit_shard(
             with _timed(seconds, "score"):
                 table = score_shard_table(batch, cfg, decode_counts)
             scored, quarantined = split_quarantine(table)
+            image_only += int(pc.sum(pc.is_valid(scored.column("caption_problem"))).as_py() or 0)
             if scored.num_rows + quarantined.num_rows != batch.num_rows:
                 raise AssertionError(f"{spec.path}: rows lost in scoring")  # a bug, never bad data
             with _timed(seconds, "flag"):
                 flags = apply_rules(scored, models.rules, clip_meaningful=models.clip.meaningful)
+                flags = pa.concat_tables([flags, quarantined_known_bad_flags(table, models)])
             with _timed(seconds, "write"):
                 out["scores"].add(scored)
                 out["flags"].add(flags)
@@ -232,6 +250,11 @@ def audit_shard(
                     out[f"embeddings-{side}"].add(emb)
         if out["scores"].rows + out["quarantine"].rows != reader.rows:
             raise AssertionError(f"{spec.path}: rows lost in scoring")
+        with _timed(seconds, "write"):
+            # for summary.json's count of keys that repeat across shards (finalize)
+            keys = pa.table({"key_hash": pa.array(reader.key_hashes(), pa.uint64())})
+            out["key_hashes"] = _ParquetSink(run, run.part("keys", spec.shard_id), keys.schema, flush_rows)
+            out["key_hashes"].add(keys)
         with _timed(seconds, "write"):
             for sink in out.values():
                 sink.commit()
@@ -246,6 +269,8 @@ def audit_shard(
         rows_scored=out["scores"].rows,
         rows_quarantined=out["quarantine"].rows,
         rows_flagged=out["flags"].rows,
+        rows_image_only=image_only,
+        keys_repeated=reader.keys_repeated,
         seconds={k: round(v, 4) for k, v in seconds.items()},
         config_hash=cfg.scoring_hash(),
         fingerprint=spec.fingerprint,

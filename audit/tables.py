@@ -24,6 +24,13 @@ def active_rows(table: pa.Table) -> np.ndarray:
     return np.flatnonzero(pc.is_null(table.column("quarantine_reason")).to_numpy(zero_copy_only=False))
 
 
+def has_usable_caption(table: pa.Table) -> np.ndarray:
+    """Per row: the caption can be scored (no ``caption_problem``); False marks image-only rows."""
+    if "caption_problem" not in table.column_names:
+        return pc.is_valid(table.column("caption")).to_numpy(zero_copy_only=False)
+    return pc.is_null(table.column("caption_problem")).to_numpy(zero_copy_only=False)
+
+
 def scatter(n: int, idx: np.ndarray, values: np.ndarray, typ: pa.DataType) -> pa.Array:
     """A length-n array holding values at idx and nulls elsewhere."""
     out = np.zeros(n, dtype=values.dtype if values.size else np.float32)

@@ -19,6 +19,9 @@ def _versioned(name: str, fields: list[pa.Field]) -> pa.Schema:
 # One row of the corpus after ingest: what every stage receives. Image bytes live only here,
 # never in an output file.
 ROW_FIELDS: list[pa.Field] = [
+    # corpus-unique and stable across reruns (audit.row_identity): what picks a row everywhere
+    pa.field("row_id", pa.string(), nullable=False),
+    # the dataset's own label; it may repeat (img2dataset renumbers keys per output folder)
     pa.field("key", pa.string(), nullable=False),
     pa.field("shard_id", pa.string(), nullable=False),
     pa.field("row_index", pa.int64(), nullable=False),
@@ -33,6 +36,10 @@ ROW_FIELDS: list[pa.Field] = [
     pa.field("sha256", pa.string()),
     pa.field("fetch_status", pa.string()),
     pa.field("fetch_error", pa.string()),
+    # why a side cannot be scored (a QUARANTINE_REASONS code) while the other side is: the row is
+    # audited on the usable side only; a row with both set is quarantined
+    pa.field("caption_problem", pa.string()),
+    pa.field("image_problem", pa.string()),
 ]
 INGEST_EXTRA_FIELDS: list[pa.Field] = [
     pa.field("image", pa.binary()),
@@ -112,6 +119,7 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 FLAGS_SCHEMA = _versioned(
     "flags",
     [
+        pa.field("row_id", pa.string(), nullable=False),
         pa.field("key", pa.string(), nullable=False),
         pa.field("shard_id", pa.string(), nullable=False),
         pa.field("row_index", pa.int64(), nullable=False),
@@ -126,7 +134,15 @@ FLAGS_SCHEMA = _versioned(
         # "rule_id:score" -> threshold that score was compared against
         pa.field("thresholds", pa.map_(pa.string(), pa.float64()), nullable=False),
         pa.field("clip_meaningful", pa.bool_(), nullable=False),
-        # known-bad matches and csam-risk: never rendered, thumbnailed or copied anywhere
+        # the row's own hash-list outcome (null: no bytes or sha256 to match): audit.render_policy
+        # reads it, so a rules file cannot make a known-bad image renderable
+        pa.field("known_bad_match", pa.bool_()),
+        # what an authority needs to act on a match, without the bytes (authority_report.csv)
+        pa.field("sha256", pa.string()),
+        pa.field("image_phash", pa.string()),
+        pa.field("known_bad_list", pa.string()),
+        pa.field("known_bad_distance", pa.int32()),
+        # known-bad matches and never-render rules: never rendered, thumbnailed or copied anywhere
         pa.field("render_blocked", pa.bool_(), nullable=False),
     ],
 )
@@ -136,6 +152,7 @@ FLAGS_SCHEMA = _versioned(
 NEIGHBOURS_SCHEMA = _versioned(
     "neighbours",
     [
+        pa.field("row_id", pa.string(), nullable=False),
         pa.field("key", pa.string(), nullable=False),
         pa.field("cluster", pa.int32()),
         pa.field("cluster_similarity", pa.float32()),
@@ -146,6 +163,7 @@ NEIGHBOURS_SCHEMA = _versioned(
 QUARANTINE_SCHEMA = _versioned(
     "quarantine",
     [
+        pa.field("row_id", pa.string(), nullable=False),
         pa.field("key", pa.string(), nullable=False),
         pa.field("shard_id", pa.string(), nullable=False),
         pa.field("row_index", pa.int64(), nullable=False),
@@ -153,12 +171,16 @@ QUARANTINE_SCHEMA = _versioned(
         pa.field("caption", pa.string()),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string()),
+        # hash matching runs before quarantine: a quarantined row can still be known-bad
+        pa.field("known_bad_match", pa.bool_()),
+        pa.field("known_bad_list", pa.string()),
     ],
 )
 
 # Reason codes a quarantine row can carry; tests and the report enumerate these.
 QUARANTINE_REASONS = {
     "caption_missing": "caption is null or absent",
+    "caption_empty": "caption is empty or only whitespace",
     "caption_not_utf8": "caption bytes are not valid UTF-8",
     "image_missing": "the row has no image bytes although the format carries images",
     "image_empty": "zero-byte image",
@@ -167,7 +189,6 @@ QUARANTINE_REASONS = {
     "image_too_large": "more pixels than the configured limit (decompression-bomb guard)",
     "embedding_missing": "no embedding row for this metadata row (row counts differ)",
     "embedding_invalid": "embedding holds NaN or inf",
-    "duplicate_key": "a key seen earlier in the same shard",
 }
 
 

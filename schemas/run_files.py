@@ -40,6 +40,8 @@ class ShardRecord(_Doc):
     rows_scored: int = 0
     rows_quarantined: int = 0
     rows_flagged: int = 0
+    rows_image_only: int = 0
+    keys_repeated: int = 0  # rows whose key appeared earlier in this shard
     seconds: dict[str, float] = Field(default_factory=dict)
     config_hash: str
     # size + modification time / ETag of every input file of the shard: a change re-audits it
@@ -76,6 +78,12 @@ class Summary(_Doc):
     neighbours: dict[str, int] = Field(default_factory=dict)
     # rows scored on their caption only (no image bytes: metadata-only input or a failed fetch)
     rows_text_only: int = 0
+    # rows scored on their image only (caption null, empty, not UTF-8 or no .txt member)
+    rows_image_only: int = 0
+    # the dataset's keys are labels, not identities (rows are named by row_id): rows whose key
+    # appeared on an earlier row of the corpus, and distinct keys found in more than one shard
+    keys_repeated: int = 0
+    keys_in_several_shards: int = 0
     # img2dataset download outcome of the rows that went through a fetch: status -> rows, and
     # failure reasons -> rows
     fetch: dict[str, dict[str, int]] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ from audit.embedding_store import block_size_for
 from audit.images import DecodedImage
 from audit.kernels.dispatch import get_kernel
 from audit.kernels.similarity import l2_normalize
-from audit.tables import active_rows, scatter, set_columns
+from audit.tables import active_rows, has_usable_caption, scatter, set_columns
 
 OUTPUT_COLUMNS = ("clip_similarity", "image_embedding", "text_embedding")
 
@@ -64,12 +64,15 @@ def score_clip_similarity(
     pre_img = table.column("image_embedding").to_pylist()
     pre_txt = table.column("text_embedding").to_pylist()
     captions = table.column("caption").to_pylist()
+    captioned = has_usable_caption(table)
 
     has_pre = [pre_img[i] is not None and pre_txt[i] is not None for i in range(n)]
     pre_idx = np.array([i for i in active if has_pre[i]], dtype=np.int64)
     img_idx = np.array([i for i in active if not has_pre[i] and i in images], dtype=np.int64)
+    # image-only rows (no usable caption) get an image embedding and no similarity
     txt_idx = np.array(
-        [i for i in active if not has_pre[i] and status[i] in ("decoded", "absent")], dtype=np.int64
+        [i for i in active if not has_pre[i] and captioned[i] and status[i] in ("decoded", "absent")],
+        dtype=np.int64,
     )
 
     img_emb = _batched(model.encode_images, [images[int(i)] for i in img_idx], cfg.batch_size)
@@ -80,9 +83,11 @@ def score_clip_similarity(
     sim_idx, sims, img_rows, img_vecs, txt_rows, txt_vecs = [], [], [], [], [], []
     if img_idx.size:
         txt_pos = {int(i): j for j, i in enumerate(txt_idx)}
-        paired_txt = txt_emb[[txt_pos[int(i)] for i in img_idx]]
-        sim_idx.append(img_idx)
-        sims.append(_paired_cosine(img_emb, paired_txt, cfg.device))
+        paired = np.array([j for j, i in enumerate(img_idx) if int(i) in txt_pos], dtype=np.int64)
+        if paired.size:
+            paired_txt = txt_emb[[txt_pos[int(img_idx[j])] for j in paired]]
+            sim_idx.append(img_idx[paired])
+            sims.append(_paired_cosine(img_emb[paired], paired_txt, cfg.device))
         img_rows.append(img_idx)
         img_vecs.append(img_emb)
     if txt_idx.size:

@@ -36,7 +36,10 @@ def _say_decoder(jpeg_device: str | None) -> None:
 def decode_images(
     table: pa.Table, cfg: DecodeImagesConfig, counts: DecodeCounts | None = None
 ) -> tuple[pa.Table, dict[int, DecodedImage]]:
-    """Adds image_status (decoded | precomputed | absent); undecodable bytes go to quarantine.
+    """Adds image_status (decoded | precomputed | absent) for every row with bytes, quarantined or
+    not, so hash lists see every decodable image; bytes that do not decode set ``image_problem``
+    (status absent) and the row is audited text-only, or quarantined by ``quarantine_unscorable``
+    when its caption is unusable too.
 
     Returns the table and row index -> RGB image for the rows that decoded: a PIL image, or a
     ``TensorImage`` where torchvision decoded it. ``counts`` adds up images per decoder.
@@ -54,26 +57,59 @@ def decode_images(
         )
     ]
     status: list[str | None] = [None] * n
+    problems = table.column("image_problem").to_pylist()
+    active = set(active_rows(table).tolist())
     todo: list[int] = []
-    for i in active_rows(table):
-        i = int(i)
-        if images[i] is None:
-            status[i] = "precomputed" if has_emb[i] else "absent"
-        else:
+    for i in range(n):
+        if images[i]:
             todo.append(i)
+        elif i in active:
+            status[i] = "precomputed" if has_emb[i] else "absent"
     blobs = [images[i] for i in todo]
     if cfg.jpeg_device is None:
         results = [decode_image(b, cfg.max_pixels) for b in blobs]
         counts.pil += len(blobs)
     else:
         results = decode_jpeg_batch(blobs, cfg.max_pixels, cfg.jpeg_device, counts)
-    failures: dict[int, tuple[str, str]] = {}
+    details = table.column("quarantine_detail").to_pylist()
     decoded: dict[int, DecodedImage] = {}
     for i, result in zip(todo, results, strict=True):
         if isinstance(result, DecodeFailure):
-            failures[i] = (result.reason, result.detail)
+            problems[i] = result.reason
+            if i in active:
+                status[i] = "precomputed" if has_emb[i] else "absent"
+                details[i] = result.detail  # kept for quarantine_unscorable's detail
         else:
             decoded[i] = result
-            status[i] = "decoded"
-    table = quarantine(table, failures)
-    return set_columns(table, {"image_status": pa.array(status, pa.string())}), decoded
+            if i in active:
+                status[i] = "decoded"
+    return set_columns(
+        table,
+        {
+            "image_status": pa.array(status, pa.string()),
+            "image_problem": pa.array(problems, pa.string()),
+            "quarantine_detail": pa.array(details, pa.string()),
+        },
+    ), decoded
+
+
+def quarantine_unscorable(table: pa.Table) -> pa.Table:
+    """Quarantine the rows with neither a usable image (decoded or precomputed) nor a usable caption.
+
+    The reason is the image's problem when there were bytes that failed, else the caption's.
+    """
+    status = table.column("image_status").to_pylist()
+    caption = table.column("caption_problem").to_pylist()
+    image = table.column("image_problem").to_pylist()
+    details = table.column("quarantine_detail").to_pylist()
+    reasons: dict[int, tuple[str, str]] = {}
+    for i in active_rows(table):
+        i = int(i)
+        if caption[i] is None or status[i] in ("decoded", "precomputed"):
+            continue
+        reason = image[i] or caption[i]
+        detail = (
+            "; ".join(d for d in (details[i], f"caption: {caption[i]}" if image[i] else None) if d) or None
+        )
+        reasons[i] = (reason, detail or "")
+    return quarantine(table, reasons)

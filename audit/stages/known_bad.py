@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import pyarrow as pa
 
 from audit.hashlists import KnownBadLists, phash_hex
 from audit.images import DecodedImage, as_pil
-from audit.tables import active_rows, set_columns
+from audit.tables import set_columns
 
 OUTPUT_COLUMNS = ("image_phash", "known_bad_match", "known_bad_list", "known_bad_distance")
 
@@ -16,7 +17,9 @@ OUTPUT_COLUMNS = ("image_phash", "known_bad_match", "known_bad_list", "known_bad
 def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[int, DecodedImage]) -> pa.Table:
     """Adds the pHash of every decoded image and, where a list matches, which one and how closely.
 
-    Rows without image bytes get null (unknown), never False.
+    Runs on every row, quarantined or not: exact hashes need only the bytes (or the dataset's
+    sha256), perceptual hashes only a decodable image, so a known-bad image is matched whatever
+    else is wrong with its row. Rows without image bytes or sha256 get null (unknown), never False.
     """
     n = table.num_rows
     raw = table.column("image").to_pylist()
@@ -25,9 +28,8 @@ def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[in
     matched: list[bool | None] = [None] * n
     which: list[str | None] = [None] * n
     distance: list[int | None] = [None] * n
-    for i in active_rows(table):
-        i = int(i)
-        if raw[i] is None:
+    for i in range(n):
+        if not raw[i]:
             # no bytes (precomputed embeddings, metadata only): the dataset's SHA-256 can still match
             if sha[i] and len(lists):
                 hit = lists.match_sha256(sha[i])
@@ -36,6 +38,8 @@ def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[in
                     which[i] = f"{hit.list_name}:sha256" + (f":{hit.label}" if hit.label else "")
                     distance[i] = 0
             continue
+        if not sha[i]:
+            sha[i] = hashlib.sha256(raw[i]).hexdigest()  # for the authority report and removal lists
         decoded = images.get(i)
         pixels = as_pil(decoded) if decoded is not None else None
         if not len(lists):
@@ -53,5 +57,6 @@ def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[in
             "known_bad_match": pa.array(matched, pa.bool_()),
             "known_bad_list": pa.array(which, pa.string()),
             "known_bad_distance": pa.array(distance, pa.int32()),
+            "sha256": pa.array(sha, pa.string()),
         },
     )

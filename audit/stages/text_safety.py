@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute
 
 from audit.schemas import SCORE_COLUMNS
-from audit.tables import active_rows, scatter, set_columns
+from audit.tables import active_rows, has_usable_caption, scatter, set_columns
 from audit.text_scorers import TextScorer
 
 
@@ -20,9 +20,11 @@ class TextSafetyConfig:
 
 
 def score_text_safety(table: pa.Table, cfg: TextSafetyConfig, *, scorers: Sequence[TextScorer]) -> pa.Table:
-    """Adds each scorer's columns for every unquarantined row; other rows get nulls."""
+    """Adds each scorer's columns for every unquarantined row with a usable caption; other rows
+    (quarantined, image-only) get nulls."""
     n = table.num_rows
     idx = active_rows(table)
+    idx = idx[has_usable_caption(table)[idx]]
     captions = table.column("caption").to_pylist()
     texts = [captions[i] for i in idx]
     columns: dict[str, pa.Array] = {}
