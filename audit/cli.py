@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from audit.errors import AuditError, ConfigError
+from audit.errors import AuditError, ConfigError, InputFileError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Audit image-text corpora for harmful content."
@@ -159,30 +159,56 @@ def export_embeddings_cmd(
 @app.command()
 def expand(
     run: Annotated[str, typer.Option(help="run folder (audited with neighbours enabled)")] = "runs/sample",
-    seeds: Annotated[Path | None, typer.Option(help="file with one seed key per line")] = None,
-    from_decisions: Annotated[bool, typer.Option(help="seed with reviewer-confirmed harmful keys")] = False,
+    seed_row_id: Annotated[
+        list[str] | None,
+        typer.Option("--seed-row-id", help="a seed row's row_id (<shard_id>:<row_index>); repeatable"),
+    ] = None,
+    seeds: Annotated[Path | None, typer.Option(help="file with one seed row_id per line")] = None,
+    from_decisions: Annotated[
+        bool, typer.Option(help="seed with the rows whose latest decision is confirm_harmful")
+    ] = False,
     min_similarity: Annotated[float | None, typer.Option(help="cosine radius around each seed")] = None,
     k: Annotated[int | None, typer.Option(help="nearest neighbours per seed")] = None,
 ) -> None:
-    """kNN expansion: items near seed keys, linked to their seed, as RUN/near_flagged.parquet."""
+    """kNN expansion: rows near seed rows (by row_id), linked to their seed, as RUN/near_flagged.parquet."""
     from audit.pipelines.neighbours_run import expand_seeds
     from audit.review import load_decisions, load_run
     from audit.runfolder import RunFolder
 
-    keys: list[str] = []
-    if seeds:
-        keys += [line.strip() for line in seeds.read_text().splitlines() if line.strip()]
+    row_ids: list[str] = list(seed_row_id or [])
     try:
-        if from_decisions:
-            keys += [k_ for k_, d in load_decisions(load_run(run)).items() if d.decision == "confirm_harmful"]
-        if not keys:
-            raise ConfigError("expand: no seed keys (give --seeds FILE and/or --from-decisions)")
+        if seeds:
+            row_ids += _seed_keys(seeds)  # one row id per line
+        if from_decisions:  # latest decision per row id
+            decided = load_decisions(load_run(run))
+            row_ids += [r for r, d in decided.items() if d.decision == "confirm_harmful"]
+        if not row_ids:
+            raise ConfigError(
+                "expand: no seed rows (give --seed-row-id, --seeds FILE and/or --from-decisions)"
+            )
         if min_similarity is None and k is None:
             min_similarity = 0.9
-        table = expand_seeds(RunFolder(run), keys, min_similarity=min_similarity, k=k)
+        table, missing = expand_seeds(RunFolder(run), row_ids, min_similarity=min_similarity, k=k)
     except AuditError as e:
         _fail(e)
-    print(f"{table.num_rows} near-flagged items from {len(set(keys))} seeds: {run}/near_flagged.parquet")
+    if missing:  # seeds are never dropped silently
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        rows = "seed row has" if len(missing) == 1 else "seed rows have"
+        console.print(f"note: {len(missing)} {rows} no image embedding in this run: {shown}",
+                      highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+    n_seeds = len(set(row_ids)) - len(missing)
+    print(f"{table.num_rows} near-flagged items from {n_seeds} seeds: {run}/near_flagged.parquet")
+
+
+def _seed_keys(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputFileError(f"--seeds {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise InputFileError(f"--seeds {path}: cannot read it ({why})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 @app.command()

@@ -1,10 +1,11 @@
 """Corpus-wide duplicate groups (exact, image, caption) on the driver, without holding the corpus'
-pairs or keys in memory.
+pairs or row ids in memory.
 
 Each shard's near-duplicate pairs and image hashes are spilled to hash-partitioned buckets on local disk
-and grouped bucket by bucket (``audit.neighbours.components``); keys are attached shard by shard while
-``duplicates.parquet`` is written as a stream. The driver holds about 16 bytes per corpus row (union-find
-arrays over dense row positions), one bucket, one shard's keys and the representatives' keys.
+and grouped bucket by bucket (``audit.neighbours.components``); row ids (and keys, as labels) are
+attached shard by shard while ``duplicates.parquet`` is written as a stream. The driver holds about 16
+bytes per corpus row (union-find arrays over dense row positions), one bucket, one shard's row labels
+and the representatives' row labels. Rows are told apart by row id only: keys may repeat across shards.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from audit.embedding_store import embedding_path
-from audit.neighbours import SimilarPairs, split_row_ids
+from audit.errors import InputFileError
+from audit.neighbours import ROW_LABELS_SCHEMA, SimilarPairs, row_labels, split_index_ids
 from audit.neighbours.components import Groups, edge_groups, hash_groups
 from audit.neighbours.duplicates import HASH_RECORD, groups_table, hash_records
 from audit.neighbours.schemas import DUPLICATES_SCHEMA
@@ -28,13 +31,14 @@ from audit.schemas import ShardRecord
 PAIR_RECORD = np.dtype([("a", "<i8"), ("b", "<i8"), ("similarity", "<f4")])
 SIDES = {"image": "image", "text": "caption"}  # embedding side -> duplicate kind
 
-KeyReader = Callable[[int], pa.Array]  # shard index -> that shard's keys, in row order
+# shard index -> that shard's row labels (ROW_LABELS_SCHEMA: row_id, key), in the order of its file
+RowReader = Callable[[int], pa.Table]
 
 
 @dataclass(frozen=True)
 class DenseRows:
-    """Positions 0..n-1 over the corpus for row ids ``shard_index << 32 | row``: shard i starts at
-    offsets[i]."""
+    """Positions 0..n-1 over the corpus for index ids ``shard_index << 32 | position``: shard i starts
+    at offsets[i]."""
 
     offsets: np.ndarray
 
@@ -47,8 +51,38 @@ class DenseRows:
         return int(self.offsets[-1])
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
-        shard, row = split_row_ids(ids)
-        return self.offsets[shard] + row
+        shard, position = split_index_ids(ids)
+        return self.offsets[shard] + position
+
+
+def scores_positions(run: RunFolder, shard_id: str, row_ids: pa.Array, scores: pa.Table) -> pa.Array:
+    """Where each row id sits in the shard's scores table (its ``row_id`` column); InputFileError
+    naming the file when one is not there (a run folder mixing outputs of two audits)."""
+    at = pc.index_in(row_ids, value_set=scores.column("row_id").combine_chunks())
+    if at.null_count:
+        missing = row_ids.filter(pc.is_null(at))[0].as_py()
+        raise InputFileError(
+            f"{run.scores(shard_id)}: no row {missing!r}, which the shard's embeddings name: "
+            "audit the run again into a new folder"
+        )
+    return at
+
+
+def label_rows(run: RunFolder, shard_id: str, row_ids: pa.Array | list[str]) -> pa.Table:
+    """Row labels (row_id, key) of some rows of one shard: the dataset key comes from its scores."""
+    row_ids = pa.array(row_ids, pa.string()) if isinstance(row_ids, list) else row_ids
+    scores = run.read_parquet(run.scores(shard_id), columns=["row_id", "key"])
+    return row_labels(row_ids, scores.column("key").take(scores_positions(run, shard_id, row_ids, scores)))
+
+
+def embedding_rows(run: RunFolder, shard_id: str, side: str) -> pa.Table:
+    """Row labels of one shard's embedding rows, in file order (the file's ``key`` column holds the
+    row id); an empty table when the shard has no embedding on that side."""
+    path = embedding_path(run, shard_id, side)
+    if not run.exists(path):
+        return ROW_LABELS_SCHEMA.empty_table()
+    row_ids = run.read_parquet(path, columns=["key"]).column("key").combine_chunks()
+    return label_rows(run, shard_id, row_ids)
 
 
 def write_pairs(run: RunFolder, shard_id: str, side: str, pairs: SimilarPairs) -> None:
@@ -69,15 +103,15 @@ def write_duplicates(run: RunFolder, done: list[ShardRecord]) -> dict[str, int]:
         kinds = [("exact", lambda: _exact_groups(run, done))]
         kinds += [(kind, lambda side=side: _near_groups(run, done, side)) for side, kind in SIDES.items()]
         for kind, build in kinds:
-            groups, rows, read_keys = build()  # one kind's groups in memory at a time
+            groups, rows, read_rows = build()  # one kind's groups in memory at a time
             counts[kind] = len(groups)
-            yield from _group_tables(groups, rows, read_keys, kind)
+            yield from _group_tables(groups, rows, read_rows, kind)
 
     run.write_parquet_stream(run.path("duplicates.parquet"), DUPLICATES_SCHEMA, tables())
     return counts
 
 
-def _exact_groups(run: RunFolder, done: list[ShardRecord]) -> tuple[Groups, DenseRows, KeyReader]:
+def _exact_groups(run: RunFolder, done: list[ShardRecord]) -> tuple[Groups, DenseRows, RowReader]:
     paths = [run.scores(r.shard_id) for r in done]
     rows = DenseRows.of([run.parquet_rows(p) for p in paths])
     with SpillBuckets(HASH_RECORD, bucket_count(rows.n)) as spill:
@@ -86,10 +120,10 @@ def _exact_groups(run: RunFolder, done: list[ShardRecord]) -> tuple[Groups, Dens
             records = hash_records(hashes, rows.offsets[i] + np.arange(len(hashes)))
             spill.add(records, records["hi"])
         groups = hash_groups(spill)
-    return groups, rows, lambda i: run.read_parquet(paths[i], columns=["key"]).column("key")
+    return groups, rows, lambda i: run.read_parquet(paths[i], columns=["row_id", "key"])
 
 
-def _near_groups(run: RunFolder, done: list[ShardRecord], side: str) -> tuple[Groups, DenseRows, KeyReader]:
+def _near_groups(run: RunFolder, done: list[ShardRecord], side: str) -> tuple[Groups, DenseRows, RowReader]:
     paths = [embedding_path(run, r.shard_id, side) for r in done]
     rows = DenseRows.of([run.parquet_rows(p) if run.exists(p) else 0 for p in paths])
     pair_paths = [_pairs_path(run, r.shard_id, side) for r in done]
@@ -108,26 +142,26 @@ def _near_groups(run: RunFolder, done: list[ShardRecord], side: str) -> tuple[Gr
                 yield pairs.a, pairs.b, pairs.similarity
 
         groups = edge_groups(passes, rows.n)
-    return groups, rows, lambda i: run.read_parquet(paths[i], columns=["key"]).column("key")
+    return groups, rows, lambda i: embedding_rows(run, done[i].shard_id, side)
 
 
-def _group_tables(groups: Groups, rows: DenseRows, read_keys: KeyReader, kind: str) -> Iterator[pa.Table]:
-    """DUPLICATES_SCHEMA tables shard by shard; representatives' keys are read first, once each."""
+def _group_tables(groups: Groups, rows: DenseRows, read_rows: RowReader, kind: str) -> Iterator[pa.Table]:
+    """DUPLICATES_SCHEMA tables shard by shard; representatives' row labels are read first, once each."""
     if not len(groups):
         return
     reps = np.unique(groups.representative)
     rep_bounds = np.searchsorted(reps, rows.offsets)
     rep_parts = [
-        read_keys(i).take(pa.array(reps[lo:hi] - rows.offsets[i]))
+        read_rows(i).select(ROW_LABELS_SCHEMA.names).take(pa.array(reps[lo:hi] - rows.offsets[i]))
         for i, (lo, hi) in enumerate(itertools.pairwise(rep_bounds))
         if hi > lo
     ]
-    rep_keys = pa.chunked_array(rep_parts, pa.string()).combine_chunks()
+    rep_rows = pa.concat_tables(rep_parts).combine_chunks()
     bounds = np.searchsorted(groups.node, rows.offsets)
     for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         if hi == lo:
             continue
         part = groups.rows(lo, hi)
-        keys = read_keys(i).take(pa.array(part.node - rows.offsets[i]))
+        members = read_rows(i).select(ROW_LABELS_SCHEMA.names).take(pa.array(part.node - rows.offsets[i]))
         rep_of_row = pa.array(np.searchsorted(reps, part.representative))
-        yield groups_table(part, keys, rep_keys.take(rep_of_row), kind, grouped=False)
+        yield groups_table(part, members, rep_rows.take(rep_of_row), kind, grouped=False)

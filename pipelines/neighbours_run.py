@@ -5,7 +5,9 @@
     merge: duplicate groups (exact, image, caption) and per-cluster flag rates (driver)
 
 Resumable like the rest: the index and each shard's neighbour outputs record the digest of the
-corpus they were built from, and are reused while it is unchanged.
+corpus they were built from, and are reused while it is unchanged. Outputs name rows by ``row_id``
+(the embedding files' ``key`` column holds it) with the dataset's ``key`` beside it as a label; FAISS
+itself sees int64 index ids (``audit.neighbours.ids``), mapped back to row ids shard by shard.
 """
 
 from __future__ import annotations
@@ -17,29 +19,40 @@ import logging
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from dask.distributed import Client, as_completed
 
 from audit.config import AuditConfig, NeighbourSettings
 from audit.embedding_store import embedding_dim, embedding_path, read_shard_embeddings
+from audit.errors import ConfigError, InputFileError
 from audit.neighbours import (
     CLUSTER_COUNTS_SCHEMA,
+    ROW_LABELS_SCHEMA,
     IndexConfig,
-    KeyTable,
     NeighbourIndex,
+    RowLookup,
     SimilarPairs,
     add_cluster_counts,
     assign_clusters,
     choose_index_spec,
     cluster_counts,
     clusters_table,
+    index_ids,
     outlier_scores,
-    row_ids,
     similar_pairs,
+    split_index_ids,
     train_kmeans,
 )
-from audit.pipelines.duplicates_run import SIDES, write_duplicates, write_pairs
+from audit.pipelines.duplicates_run import (
+    SIDES,
+    embedding_rows,
+    scores_positions,
+    write_duplicates,
+    write_pairs,
+)
+from audit.row_identity import split_row_id
 from audit.runfolder import RunFolder
-from audit.schemas import NEIGHBOURS_SCHEMA, ShardRecord
+from audit.schemas import NEIGHBOURS_SCHEMA, Manifest, ShardRecord
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +103,7 @@ def build_indexes(
         for i, r in enumerate(records):
             if counts[i]:
                 _, vectors = read_shard_embeddings(run, r.shard_id, side)
-                index.add(vectors, row_ids(i, len(vectors)))
+                index.add(vectors, index_ids(i, len(vectors)))
         index.save(run.url_of("index", side))
         if side == "image":
             centroids = train_kmeans(sample, n_clusters)
@@ -136,10 +149,11 @@ def neighbours_shard(
     done = run.path("neighbours", f"{shard_id}.json")
     if run.exists(done) and run.read_json(done).get("digest") == digest:
         return shard_id
-    image = read_shard_embeddings(run, shard_id, "image")
-    keys, vectors = image if image else ([], np.zeros((0, 1), np.float32))
-    ids = row_ids(shard_index, len(keys))
-    if len(keys) and run.exists(run.path("index", "image", "index.json")):
+    image = read_shard_embeddings(run, shard_id, "image")  # its key column holds the row ids
+    row_ids = pa.array(image[0] if image else [], pa.string())
+    vectors = image[1] if image else np.zeros((0, 1), np.float32)
+    ids = index_ids(shard_index, len(row_ids))
+    if len(row_ids) and run.exists(run.path("index", "image", "index.json")):
         index = _load_index(run.url_of("index", "image"), digest)
         k = min(max(settings.k, settings.outlier_k + 1), index.ntotal)
         found = index.search(vectors, k, nprobe=settings.nprobe)
@@ -150,8 +164,8 @@ def neighbours_shard(
         labels, closeness = assign_clusters(centroids, vectors)
     else:  # too few rows in the corpus for an index: no neighbours, and say so with nulls
         pairs = SimilarPairs.of(np.empty(0), np.empty(0), np.empty(0))
-        outliers = np.full(len(keys), np.nan, np.float32)
-        labels, closeness = None, np.full(len(keys), np.nan, np.float32)
+        outliers = np.full(len(row_ids), np.nan, np.float32)
+        labels, closeness = None, np.full(len(row_ids), np.nan, np.float32)
     write_pairs(run, shard_id, "image", pairs)
     text = read_shard_embeddings(run, shard_id, "text")
     if text and run.exists(run.path("index", "text", "index.json")):
@@ -159,24 +173,28 @@ def neighbours_shard(
         tk = min(settings.k, tindex.ntotal)
         tfound = tindex.search(text[1], tk, nprobe=settings.nprobe)
         tpairs = similar_pairs(
-            row_ids(shard_index, len(text[0])), tfound, settings.caption_duplicate_similarity
+            index_ids(shard_index, len(text[0])), tfound, settings.caption_duplicate_similarity
         )
     else:
         tpairs = SimilarPairs.of(np.empty(0), np.empty(0), np.empty(0))
     write_pairs(run, shard_id, "text", tpairs)
 
-    flagged_keys = set(run.read_parquet(run.part("flags", shard_id)).column("key").to_pylist())
-    scores = run.read_parquet(run.scores(shard_id), columns=["key", "concept_hits"]).to_pylist()
-    top = {r["key"]: (r["concept_hits"] or [None])[0] for r in scores}
+    # rows are matched by row id: a same-key row of another shard is another row
+    flags = run.read_parquet(run.part("flags", shard_id), columns=["row_id"]).column("row_id")
+    scores = run.read_parquet(run.scores(shard_id), columns=["row_id", "key", "concept_hits"])
+    at = scores_positions(run, shard_id, row_ids, scores)
     if labels is not None:
-        counts = cluster_counts(labels, [k in flagged_keys for k in keys], [top.get(k) for k in keys])
+        flagged = pc.is_in(row_ids, value_set=flags.combine_chunks())
+        top = [(hits or [None])[0] for hits in scores.column("concept_hits").take(at).to_pylist()]
+        counts = cluster_counts(labels, flagged, top)
     else:
         counts = cluster_counts(np.zeros(0, np.int32), [], [])
     run.write_parquet(run.part("cluster_counts", shard_id), counts)
     rows = pa.table(
         {
-            "key": pa.array(keys, pa.string()),
-            "cluster": pa.array(labels if labels is not None else [None] * len(keys), pa.int32()),
+            "row_id": row_ids,
+            "key": scores.column("key").take(at),
+            "cluster": pa.array(labels if labels is not None else [None] * len(row_ids), pa.int32()),
             "cluster_similarity": pa.array(closeness, pa.float32(), from_pandas=True),
             "outlier_score": pa.array(outliers, pa.float32(), from_pandas=True),
         },
@@ -234,39 +252,79 @@ def describe(run: RunFolder) -> dict:
     return json.loads(run.fs.cat(path)) if run.exists(path) else {}
 
 
+def shard_row_lookup(run: RunFolder, shard_ids: list[str], side: str) -> RowLookup:
+    """Index ids -> row labels, read from the embedding files (and scores) of the shards the ids
+    fall in, each once: a lookup for a few rows that never loads the corpus' row ids."""
+    cache: dict[int, pa.Table] = {}
+
+    def lookup(ids: np.ndarray) -> pa.Table:
+        shard, position = split_index_ids(ids)
+        parts, order = [], []
+        for s in np.unique(shard).tolist():
+            if s not in cache:
+                cache[s] = embedding_rows(run, shard_ids[s], side)
+            sel = np.flatnonzero(shard == s)
+            parts.append(cache[s].take(pa.array(position[sel])))
+            order.append(sel)
+        if not parts:
+            return ROW_LABELS_SCHEMA.empty_table()
+        return pa.concat_tables(parts).take(pa.array(np.argsort(np.concatenate(order))))
+
+    return lookup
+
+
+def _seed_shards(seed_row_ids: list[str]) -> dict[str, list[str]]:
+    """Seeds grouped by shard id; ConfigError naming a seed that is not a row id."""
+    by_shard: dict[str, list[str]] = {}
+    for seed in seed_row_ids:
+        try:
+            shard_id, _ = split_row_id(seed)
+        except ValueError:
+            raise ConfigError(
+                f"expand: seed {seed!r} is not a row id (expected <shard_id>:<row_index>)"
+            ) from None
+        by_shard.setdefault(shard_id, []).append(seed)
+    return by_shard
+
+
 def expand_seeds(
-    run: RunFolder, seed_keys: list[str], *, min_similarity: float | None, k: int | None
-) -> pa.Table:
-    """Every item within ``min_similarity`` (cosine) or among the ``k`` nearest of a seed, linked to
-    the seed that found it, as ``near-flagged`` rows; written to RUN/near_flagged.parquet."""
-    from audit.errors import InputFileError
+    run: RunFolder, seed_row_ids: list[str], *, min_similarity: float | None, k: int | None
+) -> tuple[pa.Table, list[str]]:
+    """Every item within ``min_similarity`` (cosine) or among the ``k`` nearest of a seed row, linked
+    to the seed that found it, as ``near-flagged`` rows written to RUN/near_flagged.parquet; and the
+    seeds that have no image embedding in the run (quarantined, image-less or of no shard of it).
+
+    Seeds are row ids: a row sharing a seed's key in another shard is neither a seed nor left out.
+    """
     from audit.neighbours import expand_from_seeds
-    from audit.schemas import Manifest
 
     if not run.exists(run.path("index", "image", "index.json")):
         raise InputFileError(f"{run.url}: no index/image in the run folder (audit with neighbours.enabled)")
+    seeds = list(dict.fromkeys(seed_row_ids))
+    by_shard = _seed_shards(seeds)
     manifest = Manifest.model_validate(run.read_json(run.manifest))
-    done = [r for r in manifest.shards if r.status == "done"]
-    wanted = set(seed_keys)
-    ids, keys, seed_vectors, seed_ids = [], [], [], []
-    for i, r in enumerate(done):
-        got = read_shard_embeddings(run, r.shard_id, "image")
+    shard_ids = [r.shard_id for r in manifest.shards if r.status == "done"]
+    shard_index = {s: i for i, s in enumerate(shard_ids)}  # the order build_indexes numbered them in
+    seed_vectors, seed_ids, found = [], [], set()
+    for shard_id, wanted in by_shard.items():
+        got = read_shard_embeddings(run, shard_id, "image") if shard_id in shard_index else None
         if not got:
             continue
-        shard_ids = row_ids(i, len(got[0]))
-        ids.append(shard_ids)
-        keys += got[0]
-        for j, key in enumerate(got[0]):
-            if key in wanted:
-                seed_vectors.append(got[1][j])
-                seed_ids.append(shard_ids[j])
-    if not seed_vectors:
-        raise InputFileError(f"none of the {len(wanted)} seed keys has an image embedding in {run.url}")
+        position = {row_id: j for j, row_id in enumerate(got[0])}
+        take = [position[s] for s in wanted if s in position]
+        found.update(s for s in wanted if s in position)
+        seed_vectors.append(got[1][take])
+        seed_ids.append(index_ids(shard_index[shard_id], len(got[0]))[take])
+    missing = [s for s in seeds if s not in found]
+    if not found:
+        raise InputFileError(
+            f"none of the {len(seeds)} seed rows has an image embedding in {run.url} "
+            f"(e.g. {missing[0]!r}: quarantined, without an image, or not a row of this run)"
+        )
     index = NeighbourIndex.load(run.url_of("index", "image"))
-    lookup = KeyTable(np.concatenate(ids), keys)
-    seeds = np.asarray(seed_vectors, np.float32)
     nprobe = max(index.spec.nprobe, 8)  # expansion wants recall more than speed
-    table = expand_from_seeds(index, seeds, np.asarray(seed_ids, np.int64), lookup,
+    table = expand_from_seeds(index, np.concatenate(seed_vectors), np.concatenate(seed_ids),
+                              shard_row_lookup(run, shard_ids, "image"),
                               min_similarity=min_similarity, k=k, nprobe=nprobe)  # fmt: skip
     run.write_parquet(run.path("near_flagged.parquet"), table)
-    return table
+    return table, missing

@@ -23,7 +23,14 @@ from audit.neighbours.duplicates import (
     similar_pairs,
 )
 from audit.neighbours.expansion import expand_from_seeds
-from audit.neighbours.ids import KeyLookup, KeyTable, row_ids, split_row_ids
+from audit.neighbours.ids import (
+    ROW_LABELS_SCHEMA,
+    RowLookup,
+    RowTable,
+    index_ids,
+    row_labels,
+    split_index_ids,
+)
 from audit.neighbours.index import NeighbourIndex, NeighbourIndexGPU
 from audit.neighbours.outliers import outlier_scores
 from audit.neighbours.results import Neighbours, RangeNeighbours
@@ -42,15 +49,16 @@ __all__ = [
     "DUPLICATES_SCHEMA",
     "NEAR_FLAGGED_SCHEMA",
     "NEIGHBOUR_ROW_FIELDS",
+    "ROW_LABELS_SCHEMA",
     "ClusterAssignment",
     "IndexConfig",
     "IndexSpec",
-    "KeyLookup",
-    "KeyTable",
     "NeighbourIndex",
     "NeighbourIndexGPU",
     "Neighbours",
     "RangeNeighbours",
+    "RowLookup",
+    "RowTable",
     "SimilarPairs",
     "add_cluster_counts",
     "assign_clusters",
@@ -61,12 +69,13 @@ __all__ = [
     "expand_from_seeds",
     "faiss_gpu_available",
     "find_near_duplicates",
+    "index_ids",
     "kmeans_clusters",
     "near_duplicate_groups",
     "outlier_scores",
     "resolve_faiss_device",
-    "row_ids",
+    "row_labels",
     "similar_pairs",
-    "split_row_ids",
+    "split_index_ids",
     "train_kmeans",
 ]

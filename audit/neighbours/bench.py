@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from audit.neighbours.clusters import assign_clusters, cluster_counts, clusters_table, train_kmeans
 from audit.neighbours.duplicates import SimilarPairs, near_duplicate_groups, similar_pairs
+from audit.neighbours.ids import row_labels
 from audit.neighbours.index import NeighbourIndex
 from audit.neighbours.outliers import outlier_scores
 from audit.neighbours.planted import PlantedCorpus
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with phases.time("duplicate_groups"):
         pairs = SimilarPairs.concat(parts)
         del parts
-        groups = near_duplicate_groups(pairs, lambda ids: pc.cast(pa.array(ids), pa.string()), kind="image")
+        groups = near_duplicate_groups(pairs, _id_labels, kind="image")
     with phases.time("clusters_table"):
         flagged = planted < args.clusters // 10  # a tenth of the planted clusters is "harmful"
         table = clusters_table(cluster_counts(clusters, flagged))
@@ -251,13 +252,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _id_labels(ids: np.ndarray) -> pa.Table:
+    """The planted corpus' rows are named by their index id (as row id and key alike)."""
+    text = pc.cast(pa.array(ids), pa.string())
+    return row_labels(text, text)
+
+
 def _groups_recovered_whole(table: pa.Table, planted: list[np.ndarray]) -> int:
     """Planted groups that came out as exactly one group with exactly their members."""
     found: dict[int, set[int]] = {}
-    for key, group in zip(
-        pc.cast(table["key"], pa.int64()).to_pylist(), table["group"].to_pylist(), strict=True
+    for row, group in zip(
+        pc.cast(table["row_id"], pa.int64()).to_pylist(), table["group"].to_pylist(), strict=True
     ):
-        found.setdefault(group, set()).add(key)
+        found.setdefault(group, set()).add(row)
     as_sets = {frozenset(m) for m in found.values()}
     return sum(frozenset(g.tolist()) in as_sets for g in planted)
 

@@ -2,10 +2,11 @@
 embeddings), joined into groups by connected components.
 
 Each group has one representative: for semantic groups the member with the most near-duplicate edges
-(the hub that the copies were most likely made from), ties to the smallest row id; for exact groups the
+(the hub that the copies were most likely made from), ties to the earliest row; for exact groups the
 first row (in the corpus' order, the earliest copy). Both choices are deterministic, so a rerun gives
 the same table. Transitive joining can chain items that are not themselves similar (A~B, B~C); each
-member's similarity says how close it is.
+member's similarity says how close it is. Members and representatives are named by ``row_id`` (keys
+may repeat across shards), with their ``key`` beside it as a label.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.neighbours.components import Groups, edge_groups, hash_groups
-from audit.neighbours.ids import KeyLookup
+from audit.neighbours.ids import RowLookup, row_labels
 from audit.neighbours.index import NeighbourIndex
 from audit.neighbours.results import Neighbours, RangeNeighbours
 from audit.neighbours.schemas import DUPLICATE_KINDS, DUPLICATES_SCHEMA, to_arrow
@@ -92,7 +93,7 @@ def find_near_duplicates(
 
 
 def near_duplicate_groups(
-    pairs: SimilarPairs | Sequence[SimilarPairs], keys: KeyLookup, *, kind: str = "image"
+    pairs: SimilarPairs | Sequence[SimilarPairs], rows: RowLookup, *, kind: str = "image"
 ) -> pa.Table:
     """Connected components of the pair graph as a DUPLICATES_SCHEMA table (kind 'image' or 'caption'),
     in memory; the pipeline streams the same grouping (``edge_groups``) over spilled buckets."""
@@ -104,21 +105,24 @@ def near_duplicate_groups(
     nodes = np.unique(np.concatenate([pairs.a, pairs.b]))  # sorted: positions keep the id order
     a, b = np.searchsorted(nodes, pairs.a), np.searchsorted(nodes, pairs.b)
     groups = edge_groups(lambda: [(a, b, pairs.similarity)], len(nodes))
-    return groups_table(groups, keys(nodes[groups.node]), keys(nodes[groups.representative]), kind)
+    return groups_table(groups, rows(nodes[groups.node]), rows(nodes[groups.representative]), kind)
 
 
 def groups_table(
-    groups: Groups, keys: pa.Array, representatives: pa.Array, kind: str, *, grouped: bool = True
+    groups: Groups, members: pa.Table, representatives: pa.Table, kind: str, *, grouped: bool = True
 ) -> pa.Table:
     """DUPLICATES_SCHEMA rows by group, representative first (or, not ``grouped``, in node order);
-    ``keys`` and ``representatives`` are the keys of ``groups.node`` and ``groups.representative``."""
+    ``members`` and ``representatives`` are the row labels (row_id, key) of ``groups.node`` and
+    ``groups.representative``."""
     order = groups.grouped_order() if grouped else np.arange(len(groups))
     take = pa.array(order)
     return pa.table(
         {
-            "key": keys.take(take),
+            "row_id": members.column("row_id").take(take),
+            "key": members.column("key").take(take),
             "group": pa.array(groups.group[order]),
-            "representative": representatives.take(take),
+            "representative_row_id": representatives.column("row_id").take(take),
+            "representative_key": representatives.column("key").take(take),
             "similarity": pa.array(groups.similarity[order]),
             "kind": pa.array([kind] * len(groups), pa.string()),
         },
@@ -142,15 +146,16 @@ def hash_records(hashes: pa.Array | pa.ChunkedArray, nodes: np.ndarray) -> np.nd
 
 
 def exact_duplicate_groups(
-    keys: Sequence[str] | pa.Array | pa.ChunkedArray, hashes: Sequence[str] | pa.Array | pa.ChunkedArray
+    row_ids: Sequence[str] | pa.Array | pa.ChunkedArray,
+    keys: Sequence[str] | pa.Array | pa.ChunkedArray,
+    hashes: Sequence[str] | pa.Array | pa.ChunkedArray,
 ) -> pa.Table:
     """Rows sharing an image hash (e.g. sha256 hex, compared case-insensitively); null or empty hashes
-    and null keys are skipped. Representative: the group's first row in the given order."""
-    keys, hashes = to_arrow(keys, pa.string()), to_arrow(hashes, pa.string())
-    if len(keys) != len(hashes):
-        raise ValueError(f"{len(keys)} keys but {len(hashes)} hashes")
-    t = pa.table({"key": keys, "hash": hashes}).filter(pc.is_valid(keys))
-    groups = hash_groups([hash_records(t["hash"], np.arange(t.num_rows))])
-    key = t["key"].combine_chunks()
-    return groups_table(groups, key.take(pa.array(groups.node)), key.take(pa.array(groups.representative)),
-                        "exact")  # fmt: skip
+    are skipped. Rows are told apart by row id, never by key. Representative: the group's first row
+    in the given order."""
+    labels, hashes = row_labels(row_ids, keys), to_arrow(hashes, pa.string())
+    if labels.num_rows != len(hashes):
+        raise ValueError(f"{labels.num_rows} rows but {len(hashes)} hashes")
+    groups = hash_groups([hash_records(hashes, np.arange(len(hashes)))])
+    return groups_table(groups, labels.take(pa.array(groups.node)),
+                        labels.take(pa.array(groups.representative)), "exact")  # fmt: skip

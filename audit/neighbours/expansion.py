@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from audit.neighbours.ids import KeyLookup
+from audit.neighbours.ids import RowLookup
 from audit.neighbours.index import NeighbourIndex
 from audit.neighbours.schemas import NEAR_FLAGGED_REASON, NEAR_FLAGGED_SCHEMA
 
@@ -21,7 +21,7 @@ def expand_from_seeds(
     index: NeighbourIndex,
     seed_vectors: np.ndarray,
     seed_ids: np.ndarray,
-    keys: KeyLookup,
+    rows: RowLookup,
     *,
     min_similarity: float | None = None,
     k: int | None = None,
@@ -29,8 +29,9 @@ def expand_from_seeds(
 ) -> pa.Table:
     """Items within min_similarity of a seed, or among its k nearest, or both (top-k above the threshold).
 
-    Seeds themselves are left out. An item near several seeds appears once, with its most similar seed
-    (ties to the smaller seed id). Rows follow NEAR_FLAGGED_SCHEMA, most similar first.
+    Seeds themselves are left out (by index id: a row sharing a seed's key is not a seed). An item
+    near several seeds appears once, with its most similar seed (ties to the smaller seed id). Rows
+    follow NEAR_FLAGGED_SCHEMA, most similar first, named by row id with their key.
     """
     if min_similarity is None and k is None:
         raise ValueError("expand_from_seeds needs min_similarity, k or both")
@@ -50,8 +51,8 @@ def expand_from_seeds(
         keep = is_new & within_k
         if min_similarity is not None:
             keep &= nb.similarities >= min_similarity
-        rows, cols = np.nonzero(keep)
-        seed, item, sim = seed_ids[rows], nb.ids[rows, cols], nb.similarities[rows, cols]
+        qi, col = np.nonzero(keep)
+        seed, item, sim = seed_ids[qi], nb.ids[qi, col], nb.similarities[qi, col]
 
     not_seed = ~np.isin(item, seed_ids)
     seed, item, sim = seed[not_seed], item[not_seed], sim[not_seed]
@@ -62,10 +63,13 @@ def expand_from_seeds(
     seed, item, sim = seed[first], item[first], sim[first]
     order = np.lexsort((item, -sim))
     seed, item, sim = seed[order], item[order], sim[order]
+    found, seeds = rows(item), rows(seed)
     return pa.table(
         {
-            "key": keys(item),
-            "seed_key": keys(seed),
+            "row_id": found.column("row_id"),
+            "key": found.column("key"),
+            "seed_row_id": seeds.column("row_id"),
+            "seed_key": seeds.column("key"),
             "similarity": pa.array(sim.astype(np.float32)),
             "reason": pa.array([NEAR_FLAGGED_REASON] * len(item), pa.string()),
         },

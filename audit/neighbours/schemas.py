@@ -3,6 +3,9 @@
 duplicates.parquet: one row per member of a duplicate group; a row may sit in one group per kind.
 clusters.parquet:   one row per k-means cluster with its flag rate and top concepts.
 near-flagged rows:  kNN expansion from seed (flagged) items, one row per found item.
+
+Rows are named by ``row_id`` (corpus-unique, ``<shard_id>:<row_index>``); ``key`` beside it is the
+dataset's own label, which may repeat across shards.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ def _versioned(name: str, fields: list[pa.Field]) -> pa.Schema:
 DUPLICATES_SCHEMA = _versioned(
     "duplicates",
     [
+        pa.field("row_id", pa.string(), nullable=False),
         pa.field("key", pa.string(), nullable=False),
         # Numbered 0.. within a kind, in order of the representative: (kind, group) names a group.
         pa.field("group", pa.int64(), nullable=False),
-        pa.field("representative", pa.string(), nullable=False),
+        pa.field("representative_row_id", pa.string(), nullable=False),
+        pa.field("representative_key", pa.string(), nullable=False),
         # Cosine to the representative where that pair was found, else the member's strongest edge;
         # 1.0 for exact (hash) duplicates.
         pa.field("similarity", pa.float32(), nullable=False),
@@ -62,8 +67,10 @@ CLUSTERS_SCHEMA = _versioned(
 NEAR_FLAGGED_SCHEMA = _versioned(
     "near_flagged",
     [
+        pa.field("row_id", pa.string(), nullable=False),
         pa.field("key", pa.string(), nullable=False),
-        pa.field("seed_key", pa.string(), nullable=False),  # the most similar seed
+        pa.field("seed_row_id", pa.string(), nullable=False),  # the most similar seed
+        pa.field("seed_key", pa.string(), nullable=False),
         pa.field("similarity", pa.float32(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),  # always "near-flagged"
     ],

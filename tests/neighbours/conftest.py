@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from audit.neighbours.ids import KeyTable, row_ids
+from audit.neighbours.ids import RowTable, index_ids
 from audit.neighbours.index import NeighbourIndex
 from audit.neighbours.planted import PlantedCorpus
 from audit.neighbours.spec import IndexConfig, choose_index_spec
@@ -34,13 +34,17 @@ def vectors(corpus: PlantedCorpus) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def ids() -> np.ndarray:
-    """Row ids as the pipeline makes them: shard_index << 32 | row_index."""
-    return np.concatenate([row_ids(s, SHARD_ROWS) for s in range(N_ROWS // SHARD_ROWS)])
+    """Index ids as the pipeline makes them: shard_index << 32 | position."""
+    return np.concatenate([index_ids(s, SHARD_ROWS) for s in range(N_ROWS // SHARD_ROWS)])
 
 
 @pytest.fixture(scope="session")
-def keys(ids: np.ndarray) -> KeyTable:
-    return KeyTable(ids, [f"shard{i >> 32}:{i & 0xFFFFFFFF}" for i in ids.tolist()])
+def rows(ids: np.ndarray) -> RowTable:
+    """Row ids shard<i>:<row>; keys numbered per shard as img2dataset does, so every key repeats
+    in all three shards."""
+    listed = ids.tolist()
+    return RowTable(ids, [f"shard{i >> 32}:{i & 0xFFFFFFFF}" for i in listed],
+                    [f"{i & 0xFFFFFFFF:09d}" for i in listed])  # fmt: skip
 
 
 def _build(corpus: PlantedCorpus, vectors: np.ndarray, ids: np.ndarray, cfg: IndexConfig) -> NeighbourIndex:

@@ -11,7 +11,7 @@ import pytest
 from audit.errors import ConfigError, InputFileError
 from audit.neighbours.device import faiss_gpu_available, resolve_faiss_device
 from audit.neighbours.duplicates import find_near_duplicates
-from audit.neighbours.ids import KeyTable, row_ids, split_row_ids
+from audit.neighbours.ids import RowTable, index_ids, split_index_ids
 from audit.neighbours.index import NeighbourIndex, normalised, range_search_by_knn
 from audit.neighbours.spec import IndexConfig, choose_index_spec
 
@@ -157,19 +157,24 @@ def test_vectors_are_normalised_without_touching_the_callers_array(flat_index, v
     np.testing.assert_allclose(nb.similarities[:, 0], 1.0, atol=1e-5)
 
 
-def test_row_ids_encode_shard_and_row() -> None:
-    ids = row_ids(7, 3, start=2**32 - 3)
-    shard, row = split_row_ids(ids)
-    assert shard.tolist() == [7, 7, 7] and row.tolist() == [2**32 - 3, 2**32 - 2, 2**32 - 1]
+def test_index_ids_encode_shard_and_position() -> None:
+    ids = index_ids(7, 3, start=2**32 - 3)
+    shard, position = split_index_ids(ids)
+    assert shard.tolist() == [7, 7, 7] and position.tolist() == [2**32 - 3, 2**32 - 2, 2**32 - 1]
     with pytest.raises(ValueError):
-        row_ids(1, 2, start=2**32 - 1)
+        index_ids(1, 2, start=2**32 - 1)
 
 
-def test_key_table_maps_ids_back_and_refuses_unknown_ids() -> None:
-    table = KeyTable(np.array([30, 10, 20]), ["c", "a", "b"])
-    assert table(np.array([20, 30, 10, 20])).to_pylist() == ["b", "c", "a", "b"]
-    with pytest.raises(KeyError, match=r"1 row ids have no key, e\.g\. 15"):
+def test_row_table_maps_ids_back_to_row_ids_and_keys_and_refuses_unknown_ids() -> None:
+    # two shards numbering their keys alike: the same key, two rows
+    table = RowTable(np.array([30, 10, 20]), ["b:0", "a:0", "a:1"], ["000000000", "000000000", "000000001"])
+    got = table(np.array([20, 30, 10, 20]))
+    assert got.column("row_id").to_pylist() == ["a:1", "b:0", "a:0", "a:1"]
+    assert got.column("key").to_pylist() == ["000000001", "000000000", "000000000", "000000001"]
+    with pytest.raises(KeyError, match=r"1 index ids have no row, e\.g\. 15"):
         table(np.array([10, 15]))
+    with pytest.raises(ValueError, match="unique"):
+        RowTable(np.array([1, 1]), ["a:0", "a:1"], ["k", "k"])
 
 
 @pytest.mark.skipif(faiss_gpu_available(), reason="faiss sees a GPU here")

@@ -32,6 +32,15 @@ def _pixel_features(data: bytes) -> np.ndarray:
     return v - v.mean()
 
 
+def _decodes(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
+
+
 def _caption_features(text: str) -> np.ndarray:
     v = np.zeros(32, np.float32)
     for word in text.lower().split():
@@ -41,10 +50,13 @@ def _caption_features(text: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def neighbour_run(make_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample's decodable rows as a clip-retrieval folder with pixel-based embeddings."""
+    """The sample's rows with a decodable image and a text caption as a clip-retrieval folder with
+    pixel-based embeddings."""
     base = tmp_path_factory.mktemp("neighbours")
     rows = [
-        r for r in build_rows() if r.image and r.case != "fetch_failed" and not r.case.startswith("malformed")
+        r
+        for r in build_rows()
+        if r.image and r.case != "fetch_failed" and isinstance(r.caption, str) and _decodes(r.image)
     ]
     for sub in ("img_emb", "text_emb", "metadata"):
         (base / "emb" / sub).mkdir(parents=True)
@@ -68,10 +80,12 @@ def neighbour_run(make_config, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _groups(run: Path, kind: str) -> dict[str, set[str]]:
+    """Groups of a kind as sets of keys (the sample's keys are unique within this single shard)."""
     rows = pq.read_table(run / "duplicates.parquet").to_pylist()
     out: dict[str, set[str]] = {}
     for r in rows:
         if r["kind"] == kind:
+            assert r["row_id"].startswith("metadata_0:")
             out.setdefault(f"{kind}:{r['group']}", set()).add(r["key"])
     return out
 
@@ -101,12 +115,17 @@ def test_every_row_with_an_embedding_gets_a_cluster_and_outlier_score(neighbour_
     for shard in ("metadata_0",):
         table = pq.read_table(neighbour_run / "neighbours" / f"{shard}.parquet")
         assert table.schema.names == NEIGHBOURS_SCHEMA.names
-        keys, _ = read_shard_embeddings(run, shard, "image")
-        assert table.column("key").to_pylist() == keys
+        row_ids, _ = read_shard_embeddings(run, shard, "image")  # the files are keyed by row id
+        assert table.column("row_id").to_pylist() == row_ids
+        scores = pq.read_table(neighbour_run / "scores" / f"{shard}.parquet", columns=["row_id", "key"])
+        key_of = dict(zip(scores.column("row_id").to_pylist(), scores.column("key").to_pylist(), strict=True))
+        assert table.column("key").to_pylist() == [key_of[r] for r in row_ids]
         assert table.column("cluster").null_count == 0 and table.column("outlier_score").null_count == 0
     clusters = pq.read_table(neighbour_run / "clusters.parquet").to_pylist()
-    flagged = pq.read_table(neighbour_run / "flags.parquet").num_rows
-    assert sum(c["n_flagged"] for c in clusters) <= flagged and sum(c["n_rows"] for c in clusters) > 0
+    flagged = set(pq.read_table(neighbour_run / "flags.parquet").column("row_id").to_pylist())
+    embedded = set(row_ids)
+    assert sum(c["n_flagged"] for c in clusters) == len(flagged & embedded)  # each flagged row once
+    assert sum(c["n_rows"] for c in clusters) == len(embedded)
     assert (neighbour_run / "index" / "image" / "index.json").is_file()
 
 
@@ -142,8 +161,10 @@ def test_summary_counts_duplicates_and_clusters(neighbour_run: Path) -> None:
 
 
 def test_knn_expansion_from_a_planted_seed_finds_its_copies(neighbour_run: Path, tmp_path: Path) -> None:
+    scores = pq.read_table(neighbour_run / "scores" / "metadata_0.parquet", columns=["row_id", "key"])
+    [seed] = [r["row_id"] for r in scores.to_pylist() if r["key"] == "photo-chelsea"]
     seeds = tmp_path / "seeds.txt"
-    seeds.write_text("photo-chelsea\n")
+    seeds.write_text(f"{seed}\n")  # a seed file holds one row id per line
     result = subprocess.run(
         [sys.executable, "-m", "audit.cli", "expand", "--run", str(neighbour_run), "--seeds", str(seeds),
          "--min-similarity", "0.97"],
@@ -153,6 +174,7 @@ def test_knn_expansion_from_a_planted_seed_finds_its_copies(neighbour_run: Path,
     near = pq.read_table(neighbour_run / "near_flagged.parquet").to_pylist()
     found = {r["key"] for r in near}
     assert {"neardup-chelsea-q40", "neardup-chelsea-resized", "neardup-chelsea-cropped"} <= found
-    assert all(r["seed_key"] == "photo-chelsea" and r["reason"] == "near-flagged" for r in near)
+    assert all(r["seed_row_id"] == seed and r["seed_key"] == "photo-chelsea" for r in near)
+    assert all(r["reason"] == "near-flagged" for r in near)
     assert "photo-chelsea" not in found
     assert not found & set(planted_cases()["generated"])  # shapes are nowhere near a cat photo

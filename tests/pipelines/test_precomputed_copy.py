@@ -18,19 +18,38 @@ INT8_BOUND = 0.003  # |cos_int8 - cos_fp32| at the 99.9th percentile (audit.kern
 PIXEL_REASONS = {"nsfw-image"}
 
 
-def _flags(run: Path) -> dict[str, set[str]]:
+def _flags(run: Path, rows: dict[str, str] | None = None) -> dict[str, set[str]]:
+    """Reasons per row id (``rows`` renames the copy's row ids to their source rows')."""
     t = pq.read_table(run / "flags.parquet")
-    return {
-        k: set(r) for k, r in zip(t.column("key").to_pylist(), t.column("reasons").to_pylist(), strict=True)
-    }
+    names = t.column("row_id").to_pylist()
+    names = [rows[r] for r in names] if rows is not None else names
+    return {r: set(why) for r, why in zip(names, t.column("reasons").to_pylist(), strict=True)}
 
 
-def _similarity(run: Path) -> dict[str, float]:
+def _similarity(run: Path, rows: dict[str, str] | None = None) -> dict[str, float]:
     out: dict[str, float] = {}
     for path in (run / "scores").glob("*.parquet"):
-        t = pq.read_table(path, columns=["key", "clip_similarity"])
-        out.update({k: s for k, s in zip(t.column("key").to_pylist(), t.column("clip_similarity").to_pylist(),
-                                         strict=True) if s is not None})  # fmt: skip
+        t = pq.read_table(path, columns=["row_id", "clip_similarity"])
+        for r, s in zip(t.column("row_id").to_pylist(), t.column("clip_similarity").to_pylist(), strict=True):
+            if s is not None:
+                out[rows[r] if rows is not None else r] = s
+    return out
+
+
+def _source_rows(copy: Path) -> dict[str, str]:
+    """The copy's row ids (metadata_N:<row>) -> the source run's row ids, from the exported metadata."""
+    out = {}
+    for path in (copy / "metadata").glob("metadata_*.parquet"):
+        source = pq.read_table(path, columns=["source_row_id"]).column("source_row_id").to_pylist()
+        out.update({f"{path.stem}:{i}": r for i, r in enumerate(source)})
+    return out
+
+
+def _keys(run: Path) -> dict[str, str]:
+    out = {}
+    for path in (run / "scores").glob("*.parquet"):
+        t = pq.read_table(path, columns=["row_id", "key"])
+        out.update(zip(t.column("row_id").to_pylist(), t.column("key").to_pylist(), strict=True))
     return out
 
 
@@ -47,23 +66,27 @@ def test_precomputed_copy_gives_the_same_flags(sample_dir: Path, make_config, tm
         make_config(shards=[str(copy)], out=str(precomputed), **{"images.known_bad_lists": known_bad})
     )
     assert set(summary.image_status) == {"precomputed"}  # no row went through the CLIP model
-    a, b = _flags(images), _flags(precomputed)
-    sim_a, sim_b = _similarity(images), _similarity(precomputed)
+    rows = _source_rows(copy)
+    source_keys, copy_keys = _keys(images), _keys(precomputed)
+    assert len(rows) == exported and set(copy_keys) <= set(rows)
+    assert all(source_keys[rows[r]] == key for r, key in copy_keys.items())  # the dataset's own keys
+    a, b = _flags(images), _flags(precomputed, rows)
+    sim_a, sim_b = _similarity(images), _similarity(precomputed, rows)
     thresholds = [
         c.value for r in load_rules("default").rules for c in r.conditions if c.score == "clip_similarity"
     ]
-    for key in set(sim_a) & set(sim_b):
-        assert abs(sim_a[key] - sim_b[key]) <= 2 * INT8_BOUND, key  # quantized twice: stored, then re-scored
-    for key in set(a) | set(b):
-        if key not in sim_b:
+    for row in set(sim_a) & set(sim_b):
+        assert abs(sim_a[row] - sim_b[row]) <= 2 * INT8_BOUND, row  # quantized twice: stored, then re-scored
+    for row in set(a) | set(b):
+        if row not in sim_b:
             continue  # not exported (quarantined, or no image)
-        left, right = a.get(key, set()) - PIXEL_REASONS, b.get(key, set()) - PIXEL_REASONS
-        near_threshold = any(abs(sim_a.get(key, 9) - t) <= 2 * INT8_BOUND for t in thresholds)
+        left, right = a.get(row, set()) - PIXEL_REASONS, b.get(row, set()) - PIXEL_REASONS
+        near_threshold = any(abs(sim_a.get(row, 9) - t) <= 2 * INT8_BOUND for t in thresholds)
         if left != right and near_threshold:
-            assert left ^ right <= {"image-text-mismatch"}, key
+            assert left ^ right <= {"image-text-mismatch"}, row
             continue
         if "known-bad-hash" in left and "known-bad-hash" not in right:
             # pHash matches need pixels; the SHA-256 match survives through the exported sha256 column
-            assert key == "known-bad-phash"
+            assert source_keys[row] == "known-bad-phash"
             left = left - {"known-bad-hash"}
-        assert left == right, key
+        assert left == right, row
