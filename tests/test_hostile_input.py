@@ -12,8 +12,9 @@ from PIL import Image
 
 from audit.jpeg_batch import DecodeCounts
 from audit.model_cache import get_models
-from audit.schemas import INGESTED_SCHEMA
+from audit.readers import normalize
 from audit.shard_audit import score_shard_table, split_quarantine
+from audit.shards import ShardSpec, column_map
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:
@@ -38,33 +39,39 @@ def _jpeg() -> bytes:
 
 
 CASES: list[tuple[str, str | None, bytes | None, str | None]] = [
-    # key, caption, image bytes, expected quarantine reason (None: scored)
+    # key, caption, image bytes, expected quarantine reason (None: scored). A row is quarantined
+    # only when neither side is usable: a bad image with a caption is audited text-only.
     ("empty-caption", "", _jpeg(), None),
+    ("null-caption", None, _jpeg(), None),
+    ("truncated-image-captioned", "a photo", _jpeg()[: len(_jpeg()) // 2], None),
+    ("not-an-image-captioned", "a photo", b"<html>404</html>", None),
     ("huge-caption", "word " * 20_000, _jpeg(), None),
     ("emoji", "🔥💯🙈 #blessed", _jpeg(), None),
     ("rtl", "مرحبا بالعالم שלום עולם", _jpeg(), None),
     ("zero-width", "n\u200bu\u200dde\u2060 beach \ufeff", _jpeg(), None),
     ("control-chars", "tab\tnew\nline\x00nul", _jpeg(), None),
-    ("zero-byte-image", "a photo", b"", "image_empty"),
-    ("truncated-image", "a photo", _jpeg()[: len(_jpeg()) // 2], "image_truncated"),
-    ("cut-inside-header", "a photo", _jpeg()[:300], "image_undecodable"),
-    ("huge-dimensions", "a photo", _png_header_claiming(100_000, 100_000), "image_too_large"),
-    ("not-an-image", "a photo", b"GIF89a-but-not-really" + b"\x00" * 20, "image_undecodable"),
-    ("text-file-named-jpg", "a photo", b"hello, I am a text file", "image_undecodable"),
+    ("zero-byte-image", None, b"", "image_empty"),
+    ("truncated-image", None, _jpeg()[: len(_jpeg()) // 2], "image_truncated"),
+    ("cut-inside-header", "", _jpeg()[:300], "image_undecodable"),
+    ("huge-dimensions", None, _png_header_claiming(100_000, 100_000), "image_too_large"),
+    ("not-an-image", None, b"GIF89a-but-not-really" + b"\x00" * 20, "image_undecodable"),
+    ("text-file-named-jpg", " ", b"hello, I am a text file", "image_undecodable"),
+    ("nothing-at-all", None, None, "image_missing"),
 ]
 
 
 def _hostile_table() -> pa.Table:
-    n = len(CASES)
-    cols = {f.name: pa.nulls(n, f.type) for f in INGESTED_SCHEMA}
-    cols.update(
-        key=pa.array([c[0] for c in CASES]),
-        shard_id=pa.array(["hostile"] * n),
-        row_index=pa.array(range(n), pa.int64()),
-        caption=pa.array([c[1] for c in CASES], pa.string()),
-        image=pa.array([c[2] for c in CASES], pa.binary()),
+    """The cases as an img2dataset shard would hold them, mapped by the real reader's normalize."""
+    raw = pa.table(
+        {
+            "key": [c[0] for c in CASES],
+            "url": ["http://127.0.0.1/x"] * len(CASES),
+            "caption": pa.array([c[1] for c in CASES], pa.string()),
+            "jpg": pa.array([c[2] for c in CASES], pa.binary()),
+        }
     )
-    return pa.table([cols[f.name] for f in INGESTED_SCHEMA], schema=INGESTED_SCHEMA)
+    spec = ShardSpec("hostile", "hostile.parquet", "img2dataset_parquet")
+    return normalize(raw, column_map(raw.schema), spec, carries_images=True)
 
 
 def _reasons(quarantined: pa.Table) -> dict[str, str]:
@@ -81,10 +88,21 @@ def test_hostile_rows_are_scored_or_quarantined_never_raised(make_config) -> Non
     assert scored.num_rows + quarantined.num_rows == n
     assert _reasons(quarantined) == {k: r for k, _, _, r in CASES if r is not None}
     if get_models(cfg).device == "cpu":
-        assert counts.as_dict() == {"pil": sum(1 for c in CASES if c[2] is not None)}  # CPU keeps PIL
-    for name in ("text_offensive_prob", "text_hate_prob", "image_nsfw_prob", "clip_similarity"):
-        values = scored.column(name).to_pylist()
-        assert all(v is not None and np.isfinite(v) for v in values), name
+        assert counts.as_dict() == {
+            "pil": sum(1 for c in CASES if c[2])
+        }  # CPU keeps PIL; empty bytes are not decoded
+    captioned = scored.column("caption_problem").is_null().to_pylist()
+    imaged = [s == "decoded" for s in scored.column("image_status").to_pylist()]
+    assert not all(captioned) and not all(imaged)  # both one-sided kinds are in the table
+    for name, has_side in (
+        ("text_offensive_prob", captioned),
+        ("text_hate_prob", captioned),
+        ("image_nsfw_prob", imaged),
+        ("clip_similarity", [a and b for a, b in zip(captioned, imaged, strict=True)]),
+    ):
+        for v, has in zip(scored.column(name).to_pylist(), has_side, strict=True):
+            # the side's score where the side is usable, null (never a clean-looking value) elsewhere
+            assert (v is not None and np.isfinite(v)) if has else v is None, name
     terms = dict(
         zip(scored.column("key").to_pylist(), scored.column("lexicon_terms").to_pylist(), strict=True)
     )

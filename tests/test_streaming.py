@@ -84,22 +84,20 @@ def test_fallback_keys_use_the_row_number_within_the_shard(tmp_path: Path) -> No
     assert keys == [f"s:{i}" if ids[i] is None else str(ids[i]) for i in range(n)]
 
 
-def test_duplicate_keys_across_batch_boundaries_are_quarantined(tmp_path: Path) -> None:
+def test_duplicate_keys_across_batch_boundaries_are_counted_whatever_the_batch_size(tmp_path: Path) -> None:
     keys = ["a", "b", "c", "a", "d", "b", "e", "c", "c", "f"]
-    captions = ["x", "x", None, "x", "x", "x", "x", "x", "x", "x"]  # c's first row is bad already
     pq.write_table(
-        pa.table({"key": keys, "url": ["u"] * len(keys), "caption": captions}),
+        pa.table({"key": keys, "url": ["u"] * len(keys), "caption": ["x"] * len(keys)}),
         tmp_path / "d.parquet",
         row_group_size=3,
     )
     spec = _spec(tmp_path / "d.parquet")
-    expected = [None, None, "caption_missing", "duplicate_key", None, "duplicate_key", None]
-    expected += ["duplicate_key", "duplicate_key", None]
     for batch_rows in (1, 2, 3, 100):
-        batches, _ = _batches(spec, batch_rows)
-        got = pa.concat_tables(batches)
-        assert got.column("quarantine_reason").to_pylist() == expected, batch_rows
-        assert got.column("quarantine_detail")[3].as_py() == "key 'a' appears earlier in this shard"
+        reader = iter_shard(spec, batch_rows=batch_rows)
+        got = pa.concat_tables(list(reader.batches()))
+        assert got.column("quarantine_reason").null_count == len(keys), batch_rows  # nothing dropped
+        assert got.column("row_id").to_pylist() == [f"d:{i}" for i in range(len(keys))], batch_rows
+        assert reader.keys_repeated == 4, batch_rows
 
 
 def test_seen_keys_matches_a_set_over_many_batches() -> None:
@@ -173,14 +171,16 @@ def test_webdataset_holds_one_batch_of_members_not_the_tar(tmp_path: Path) -> No
     assert peak < 12 * size, f"peak {peak / 2**20:.0f} MiB of Python objects for a {n} MiB tar"
 
 
-def test_webdataset_key_split_across_the_tar_is_a_duplicate(tmp_path: Path) -> None:
+def test_webdataset_key_split_across_the_tar_is_two_rows_with_their_own_ids(tmp_path: Path) -> None:
     _write_tar(
         tmp_path / "w.tar",
         [(k, {".txt": b"caption", ".jpg": b"bytes"}) for k in ("a", "b", "a")],
     )
-    table = read_shard(_spec(tmp_path / "w.tar")).table
+    reader = iter_shard(_spec(tmp_path / "w.tar"))
+    table = pa.concat_tables(list(reader.batches()))
     assert table.column("key").to_pylist() == ["a", "b", "a"]
-    assert table.column("quarantine_reason").to_pylist() == [None, None, "duplicate_key"]
+    assert table.column("row_id").to_pylist() == ["w:0", "w:1", "w:2"]
+    assert table.column("quarantine_reason").null_count == 3 and reader.keys_repeated == 1
 
 
 @pytest.mark.parametrize("cut", [0, 700], ids=["at-a-header", "inside-a-member"])

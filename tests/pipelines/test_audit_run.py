@@ -64,21 +64,41 @@ def test_sample_run_flags_planted_captions_and_quarantines_malformed_rows(sample
     # benign photos and captions: nothing but (meaningless, here skipped) CLIP rules may fire
     for key in planted["matching"] + planted["generated"] + planted["near_duplicate"]:
         assert key not in flags, (key, flags.get(key))
+    # only rows with neither a usable image nor a usable caption are quarantined (and the known-bad
+    # undecodable one, which is flagged all the same)
     q = pq.read_table(sample_run / "quarantine.parquet")
     got = dict(zip(q.column("key").to_pylist(), q.column("reason").to_pylist(), strict=True))
     expected = {
         k: case.split(":", 1)[1]
         for case, keys in planted.items()
-        if case.startswith("malformed:")
+        if case.startswith("unscorable:")
         for k in keys
     }
-    assert got == expected
+    assert got == {**expected, "known-bad-undecodable": "image_undecodable"}
+    # a row with one unusable side is audited on the other, its problem recorded
+    scores = pa.concat_tables(pq.read_table(p) for p in sorted((sample_run / "scores").glob("*.parquet")))
+    problem = {
+        k: c or i
+        for k, c, i in zip(
+            scores.column("key").to_pylist(),
+            scores.column("caption_problem").to_pylist(),
+            scores.column("image_problem").to_pylist(),
+            strict=True,
+        )
+    }
+    for case, keys in planted.items():
+        if case.startswith("malformed:"):
+            for k in keys:
+                assert problem[k] == case.split(":", 1)[1], k
+    summary = Summary.model_validate_json((sample_run / "summary.json").read_text())
+    image_only = sum(1 for v in scores.column("caption_problem").to_pylist() if v)
+    assert summary.rows_image_only == image_only >= 3  # null, latin-1 and known-bad-no-caption rows
 
 
 def test_known_bad_matches_are_critical_and_never_rendered(sample_run: Path) -> None:
     flags = pq.read_table(sample_run / "flags.parquet").to_pylist()
     by_key = {f["key"]: f for f in flags}
-    for key in planted_cases()["known_bad"]:
+    for key in planted_cases()["known_bad"]:  # with or without caption, decodable or not
         assert by_key[key]["reasons"] == ["known-bad-hash"]
         assert by_key[key]["severity"] == "critical" and by_key[key]["render_blocked"] is True
     assert flags[0]["severity"] == "critical"  # flags are ordered most severe first

@@ -39,8 +39,15 @@ def test_score_clip_similarity_keeps_row_count_and_scores_only_pairs(
     )
     sims = dict(zip(out.column("key").to_pylist(), out.column("clip_similarity").to_pylist(), strict=True))
     assert status["fetch-failed"] == "absent" and sims["fetch-failed"] is None
+    captioned = dict(
+        zip(out.column("key").to_pylist(), out.column("caption_problem").is_null().to_pylist(), strict=True)
+    )
     decoded = [k for k, s in status.items() if s == "decoded"]
-    assert decoded and all(-1.0 <= sims[k] <= 1.0 for k in decoded)
+    pairs = [k for k in decoded if captioned[k]]
+    assert pairs and all(-1.0 <= sims[k] <= 1.0 for k in pairs)
+    # image-only rows (no usable caption) get an image embedding and no similarity
+    image_only = [k for k in decoded if not captioned[k]]
+    assert image_only and all(sims[k] is None for k in image_only)
     for key, reason in reasons.items():
         if reason is not None:
             assert sims[key] is None

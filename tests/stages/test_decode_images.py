@@ -23,19 +23,24 @@ from audit.stages.known_bad import match_known_bad
 PIL_ONLY = {"mode-palette-png", "mode-rgba-png", "mode-cmyk-jpeg"}
 
 
-def test_decode_images_keeps_rows_and_quarantines_each_bad_image_with_its_reason(sample_dir: Path) -> None:
+def test_decode_images_keeps_rows_and_records_each_bad_image_with_its_reason(sample_dir: Path) -> None:
     planted = planted_cases()
     expected = {
-        k: c.split(":", 1)[1] for c, keys in planted.items() if c.startswith("malformed:image") for k in keys
+        k: c.split(":", 1)[1]
+        for c, keys in planted.items()
+        if c.startswith(("malformed:image", "unscorable:image"))
+        for k in keys
     }
+    expected["known-bad-undecodable"] = "image_undecodable"
     seen: dict[str, str] = {}
     for spec in discover_shards([str(sample_dir / "parquet"), str(sample_dir / "webdataset")]):
         table = read_shard(spec).table
         out, images = decode_images(table, DecodeImagesConfig())
         assert out.num_rows == table.num_rows
         keys = out.column("key").to_pylist()
-        reasons = out.column("quarantine_reason").to_pylist()
+        reasons = out.column("image_problem").to_pylist()
         status = out.column("image_status").to_pylist()
+        assert out.column("quarantine_reason").null_count == out.num_rows  # quarantine is decided later
         seen.update({k: r for k, r in zip(keys, reasons, strict=True) if r and r.startswith("image_")})
         assert {i for i, s in enumerate(status) if s == "decoded"} == set(images)
         assert all(im.mode == "RGB" for im in images.values())
@@ -45,7 +50,7 @@ def test_decode_images_keeps_rows_and_quarantines_each_bad_image_with_its_reason
 def test_pixel_limit_from_config_quarantines_large_images(sample_dir: Path) -> None:
     spec = discover_shards([str(sample_dir / "parquet" / "00000.parquet")])[0]
     out, images = decode_images(read_shard(spec).table, DecodeImagesConfig(max_pixels=100 * 100))
-    reasons = set(out.column("quarantine_reason").to_pylist())
+    reasons = set(out.column("image_problem").to_pylist())
     assert "image_too_large" in reasons and not images
 
 
@@ -60,7 +65,7 @@ def test_torchvision_path_gives_every_row_the_pil_outcome(sample_dir: Path) -> N
         table = read_shard(spec).table
         pil_out, pil_images = decode_images(table, DecodeImagesConfig())
         tv_out, tv_images = decode_images(table, DecodeImagesConfig(jpeg_device="cpu"), counts)
-        for column in ("image_status", "quarantine_reason", "quarantine_detail"):
+        for column in ("image_status", "image_problem", "quarantine_reason", "quarantine_detail"):
             assert _by_key(tv_out, column) == _by_key(pil_out, column), column
         assert tv_images.keys() == pil_images.keys()
         keys = table.column("key").to_pylist()
