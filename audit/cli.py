@@ -40,16 +40,16 @@ def audit(
     from audit.config import load_config, parse_override
     from audit.pipelines.audit_run import run_audit
 
-    overrides = dict(parse_override(s) for s in set_ or [])
-    if shards:
-        overrides["shards"] = list(shards)
-    if out:
-        overrides["out"] = out
-    if scheduler:
-        overrides["dask.scheduler"] = scheduler
-    if device:
-        overrides["device"] = device
     try:
+        overrides = dict(parse_override(s) for s in set_ or [])
+        if shards:
+            overrides["shards"] = list(shards)
+        if out:
+            overrides["out"] = out
+        if scheduler:
+            overrides["dask.scheduler"] = scheduler
+        if device:
+            overrides["device"] = device
         cfg = load_config(config, overrides)
         summary = run_audit(cfg, console=console)
     except AuditError as e:
@@ -80,8 +80,13 @@ def sample(
     quiet: Annotated[bool, typer.Option(help="print nothing")] = False,
 ) -> None:
     """Build the embedded sample corpus (deterministic; real photos from scikit-image/scikit-learn)."""
+    from audit.runfolder import check_output_folder
     from audit.sample import build_sample
 
+    try:
+        check_output_folder(str(out))
+    except AuditError as e:
+        _fail(e)
     written = build_sample(out)
     if not quiet:
         for fmt, paths in written.items():
@@ -108,8 +113,10 @@ def fetch(
 ) -> None:
     """Download images of LAION-style metadata shards with img2dataset (resumable); audit OUT/*/ next."""
     from audit.fetch import FetchSettings, fetch_images
+    from audit.runfolder import check_output_folder
 
     try:
+        check_output_folder(out)
         settings = FetchSettings(
             output_format=output_format, processes_count=processes, thread_count=threads, timeout=timeout,
             retries=retries, image_size=image_size, resize_mode=resize_mode, keep_metadata=keep_metadata,
@@ -148,8 +155,10 @@ def export_embeddings_cmd(
 ) -> None:
     """Write the run's embeddings as a clip-retrieval folder (audit it again without CLIP inference)."""
     from audit.export import export_embeddings
+    from audit.runfolder import check_output_folder
 
     try:
+        check_output_folder(out)
         rows = export_embeddings(run, out)
     except AuditError as e:
         _fail(e)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from audit.errors import ConfigError
+from audit.errors import AuditError, ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
 TextScorerName = Literal["profanity_check", "hatesonar", "detoxify", "lexicon", "pii"]
@@ -68,13 +68,33 @@ class ImageSettings(_Section):
 
 
 class DaskSettings(_Section):
+    """Where the audit runs. A LocalCluster started here listens on loopback only by default:
+
+    - ``host``: interface of the scheduler, nannies and workers (default ``127.0.0.1``);
+    - ``dashboard_address``: ``HOST:PORT`` of the Dask dashboard (default ``127.0.0.1:0``, a free
+      loopback port; the printed link is where it listens); ``null`` turns the dashboard off. A
+      port alone (``:8787``) or ``0.0.0.0:PORT`` exposes it on every interface, without a login.
+
+    Neither applies when ``scheduler`` joins an existing cluster, nor changes any score.
+    """
+
     scheduler: str | None = None  # address of an existing cluster; None starts a LocalCluster
+    host: str = Field("127.0.0.1", min_length=1)
+    dashboard_address: str | None = "127.0.0.1:0"
     n_workers: int | None = Field(None, ge=1)  # None: sized to the machine
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
     retries: int = Field(2, ge=0)
     # rows per batch inside a shard task: memory follows the batch, not the shard
     batch_rows: int = Field(1024, ge=1)
+
+    @field_validator("dashboard_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        port = (value or "0").rpartition(":")[2]
+        if value is not None and (":" not in value or not port.isdigit() or int(port) > 65535):
+            raise ValueError("must look like HOST:PORT (127.0.0.1:0 picks a free loopback port), or null")
+        return value
 
 
 class EnergySettings(_Section):
@@ -149,10 +169,42 @@ def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` -> (key path, YAML-typed value); a malformed one names itself."""
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key.path=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    key = key.strip()
+    if not all(key.split(".")):  # '', 'a..b', '.a': an empty part names no key
+        raise ConfigError(f"override '{text}': '{key}' is not a key path like clip.batch_size")
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({_yaml_problem(e)})") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's messages span lines (context, a caret drawing); one line of them is enough."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def read_yaml(path: str | Path, what: str, error: type[AuditError]) -> tuple[str, object]:
+    """A YAML file's text and data; a missing, unreadable or invalid file raises ``error`` naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: cannot read the {what} file (not UTF-8 text at byte {e.start})") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} file ({e.strerror or type(e).__name__})") from None
+    try:
+        return text, yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AuditConfig:
@@ -161,14 +213,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     source = "config"
     if path is not None:
         source = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the config must be a mapping of keys")
+        _, loaded = read_yaml(path, "config", ConfigError)
+        if loaded is not None and not isinstance(loaded, dict):  # empty (or comments only): defaults
+            raise ConfigError(f"{path}: the config must be a mapping of keys, not {yaml_kind(loaded)}")
         data = loaded or {}
     for key, value in (overrides or {}).items():
         _set_path(data, key, value)
@@ -176,6 +223,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return AuditConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def yaml_kind(value: object) -> str:
+    """What a YAML document holds, for messages: 'a list', 'a number', ..."""
+    kinds = {list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
 
 
 def packaged_file(folder: str, name: str) -> Path:

@@ -23,6 +23,10 @@ class ColumnTypeError(AuditError):
     """A shard's column has an Arrow type the format does not allow."""
 
 
+class OutputPathError(AuditError):
+    """An output folder (--out) cannot be used: it, or a folder above it, is an existing file."""
+
+
 class ConfigError(AuditError):
     """The config has an unknown key or an invalid value."""
 

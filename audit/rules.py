@@ -15,10 +15,9 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from audit.config import packaged_file
+from audit.config import packaged_file, read_yaml, yaml_kind
 from audit.errors import RuleError
 from audit.schemas import FLAGS_SCHEMA, SCORE_COLUMNS, SEVERITIES, SOURCE_SCORE_COLUMNS
 
@@ -82,14 +81,22 @@ class RuleSet(BaseModel):
 
 def load_rules(ref: str) -> RuleSet:
     """A packaged rule set by name ('default') or a YAML file; invalid rules name rule and field."""
-    path = Path(ref) if ref.endswith((".yaml", ".yml")) else packaged_file("rules", f"{ref}.yaml")
+    path = _rules_path(ref)
+    text, data = read_yaml(path, "rules", RuleError)
+    if data is None:
+        raise RuleError(f"{path}: the rules file is empty (it needs version, name and rules)")
+    if not isinstance(data, dict):
+        raise RuleError(
+            f"{path}: the rules file must be a mapping with version, name and rules, not {yaml_kind(data)}"
+        )
+    for i, rule in enumerate(data["rules"] if isinstance(data.get("rules"), list) else []):
+        if not isinstance(rule, dict):
+            raise RuleError(
+                f"{path}: rule #{i}: not a mapping (got {yaml_kind(rule)}; a rule has id, reason, "
+                "severity and 'all'/'any' conditions)"
+            )
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise RuleError(f"rules: no rule file {path}") from None
-    data = yaml.safe_load(text)
-    try:
-        rules = RuleSet.model_validate({**(data or {}), "sha256": hashlib.sha256(text.encode()).hexdigest()})
+        rules = RuleSet.model_validate({**data, "sha256": hashlib.sha256(text.encode()).hexdigest()})
     except ValidationError as e:
         raise RuleError(_describe(path, data, e)) from None
     seen: set[str] = set()
@@ -115,6 +122,18 @@ def load_rules(ref: str) -> RuleSet:
                     f"{path}: rule '{rule.id}' field 'op': {cond.op} needs a number, got {cond.value!r}"
                 )
     return rules
+
+
+def _rules_path(ref: str) -> Path:
+    """A file (a .yaml/.yml name, a path with a folder, or any existing file) or a packaged set."""
+    path = Path(ref)
+    if ref.endswith((".yaml", ".yml")) or len(path.parts) > 1 or path.is_file():
+        return path
+    packaged = packaged_file("rules", f"{ref}.yaml")
+    if not packaged.is_file():
+        names = ", ".join(sorted(p.stem for p in packaged.parent.glob("*.yaml")))
+        raise RuleError(f"rules: {ref!r} is neither a packaged rule set ({names}) nor a .yaml file")
+    return packaged
 
 
 def _describe(path: Path, data: object, err: ValidationError) -> str:

@@ -13,6 +13,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from audit.errors import OutputPathError
+
+
+def check_output_folder(url: str, option: str = "--out") -> None:
+    """Refuse an output folder that is, or lies under, an existing file, before anything is written
+    (writing would fail halfway, or need to replace the user's file)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    path = path.rstrip("/") or "/"
+    current = path
+    while True:
+        if fs.isfile(current):
+            shown = fs.unstrip_protocol(current) if _remote(fs) else current
+            where = "is" if current == path else f"{shown} is"
+            raise OutputPathError(f"{option} {url}: {where} an existing file, not a folder")
+        if fs.isdir(current):
+            return
+        parent = posixpath.dirname(current)
+        if parent in (current, ""):
+            return
+        current = parent
+
+
+def _remote(fs: fsspec.AbstractFileSystem) -> bool:
+    return fs.protocol not in ("file", ("file", "local"))
+
 
 @dataclass(frozen=True)
 class RunFolder:

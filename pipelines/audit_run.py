@@ -27,17 +27,19 @@ from rich.progress import (
 from audit.config import AuditConfig, DaskSettings
 from audit.energy import EnergyMeter
 from audit.errors import (
+    AuditError,
     ConfigError,
     EmbeddingMismatchError,
     ModelLoadError,
+    OutputPathError,
     RuleError,
     ShardsFailedError,
 )
 from audit.finalize import finalize_run, now, write_manifest
 from audit.pipelines.neighbours_run import merge_neighbours, neighbours_pending, run_neighbours
 from audit.rules import load_rules
-from audit.runfolder import RunFolder
-from audit.schemas import ShardRecord, Summary
+from audit.runfolder import RunFolder, check_output_folder
+from audit.schemas import Manifest, ShardRecord, Summary
 from audit.shard_audit import audit_shard
 from audit.shards import ShardSpec, discover_shards, shard_fingerprint, validate_shard
 
@@ -71,28 +73,51 @@ def run_log(run: RunFolder) -> Iterator[None]:
 
 @contextlib.contextmanager
 def dask_client(settings: DaskSettings, n_tasks: int) -> Iterator[Client]:
-    """Join ``settings.scheduler`` or start a LocalCluster sized to the machine and the work."""
+    """Join ``settings.scheduler`` or start a LocalCluster sized to the machine and the work, listening
+    on ``settings.host`` (loopback by default), its dashboard on ``settings.dashboard_address``."""
     if settings.scheduler:
         try:
             client = Client(settings.scheduler, timeout="20s")
-        except OSError as e:
-            raise ConfigError(f"dask.scheduler: cannot reach {settings.scheduler} ({e})") from None
+        except (OSError, ValueError, TypeError) as e:  # unreachable, or not an address at all
+            raise ConfigError(
+                f"dask.scheduler: cannot reach {settings.scheduler} ({_first_line(e)})"
+            ) from None
         with client:
             yield client
         return
     workers = settings.n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
-    with (
-        LocalCluster(
+    try:
+        cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=settings.threads_per_worker,
             processes=True,
             memory_limit=settings.memory_limit,
-            dashboard_address=":0",
+            # ":0" would bind the dashboard to every interface while its link says 127.0.0.1
+            host=settings.host,
+            # off: the scheduler still serves /health and /metrics over HTTP, on a loopback port
+            dashboard_address=settings.dashboard_address or "127.0.0.1:0",
+            scheduler_kwargs={"dashboard": settings.dashboard_address is not None},
             silence_logs=logging.CRITICAL,  # task errors are recorded per shard instead
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    except (OSError, RuntimeError, ValueError) as e:  # mostly an unusable host or dashboard address
+        raise ConfigError(
+            f"cannot start a Dask LocalCluster with dask.host={settings.host}, "
+            f"dask.dashboard_address={settings.dashboard_address} ({_first_line(e)})"
+        ) from None
+    with cluster, Client(cluster) as client:
         yield client
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def dashboard_link(client: Client, settings: DaskSettings) -> str | None:
+    """The Dask dashboard's URL; None when it is turned off (Client.dashboard_link would still
+    format a link to the scheduler's HTTP port)."""
+    if settings.scheduler is None and settings.dashboard_address is None:
+        return None
+    return client.dashboard_link or None
 
 
 def _already_done(run: RunFolder, spec: ShardSpec, cfg: AuditConfig) -> ShardRecord | None:
@@ -101,7 +126,11 @@ def _already_done(run: RunFolder, spec: ShardSpec, cfg: AuditConfig) -> ShardRec
     path = run.shard_record(spec.shard_id)
     if not run.exists(path):
         return None
-    record = ShardRecord.model_validate(run.read_json(path))
+    try:
+        record = ShardRecord.model_validate(run.read_json(path))
+    except (ValueError, OSError) as e:  # a damaged record proves nothing: audit the shard again
+        log.warning("shard record %s cannot be read (%s); auditing the shard again", path, e)
+        return None
     same = (record.config_hash, record.path, record.fingerprint) == (
         cfg.scoring_hash(),
         spec.path,
@@ -138,8 +167,15 @@ def _progress(console: Console) -> Progress:
 
 
 def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
-    """Validate everything up front, audit the shards not yet done, merge, and summarise."""
+    """Validate everything up front, audit the shards not yet done, merge, and summarise.
+
+    Bad input found after the run folder was created (an ``AuditError`` with exit code 2, e.g.
+    embeddings of another dimension) leaves no run behind: a folder this run created is removed;
+    an existing one keeps its finished shards for a rerun and its manifest says ``failed``.
+    """
     console = console or Console(stderr=True)
+    check_output_folder(cfg.out)
+    load_rules(cfg.rules)  # cheap: a broken rules file fails before any shard is read
     meter = EnergyMeter(cfg.energy.cpu_watts_per_core, cfg.energy.grid_gco2e_per_kwh, cfg.energy.gpu_watts)
     t0 = time.perf_counter()
     specs = discover_shards(cfg.shards)
@@ -150,20 +186,50 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
             validate_shard(spec)
             checked.append(dataclasses.replace(spec, fingerprint=shard_fingerprint(spec)))
             progress.advance(task)
-    specs = checked
-    load_rules(cfg.rules)
     run = RunFolder(cfg.out)
-    if run.exists(run.summary):
-        run.fs.rm(run.summary)  # a summary only ever describes a finished run
-    if stale := run.remove_stale_temp_files():
-        log.info("removed %d temp files left by an interrupted run", stale)
+    new_folder = not run.exists(run.root)
+    try:
+        return _audit(run, cfg, checked, console, meter, t0)
+    except AuditError as e:
+        if e.exit_code == 2:  # exit 3 (some shards failed) is a partial run, kept as such
+            _abandon(run, e, new_folder=new_folder)
+        raise
+
+
+def _abandon(run: RunFolder, err: AuditError, *, new_folder: bool) -> None:
+    """Leave nothing that looks like a run after bad input stopped it. A shard task that was already
+    running on an external cluster (--scheduler) cannot be stopped and may still write its own files."""
+    try:
+        if new_folder:
+            if run.exists(run.root):
+                run.fs.rm(run.root, recursive=True)
+        elif run.exists(run.manifest):
+            doc = {**run.read_json(run.manifest), "status": "failed", "error": str(err), "finished_at": now()}
+            run.write_json(run.manifest, Manifest.model_validate(doc))
+    except (OSError, ValueError) as e:  # the user still gets the error that stopped the run
+        log.warning("could not clean up %s after the error: %s", run.url, e)
+
+
+def _audit(
+    run: RunFolder, cfg: AuditConfig, specs: list[ShardSpec], console: Console, meter: EnergyMeter, t0: float
+) -> Summary:
+    try:
+        if run.exists(run.summary):
+            run.fs.rm(run.summary)  # a summary only ever describes a finished run
+        if stale := run.remove_stale_temp_files():
+            log.info("removed %d temp files left by an interrupted run", stale)
+    except OSError as e:
+        raise OutputPathError(f"--out {cfg.out}: cannot write the run folder ({e})") from None
     created_at = now()
     done = {s.shard_id: r for s in specs if (r := _already_done(run, s, cfg))}
     todo = [s for s in specs if s.shard_id not in done]
     records: dict[str, ShardRecord] = dict(done)
     scheduler = cfg.dask.scheduler or "LocalCluster"
-    write_manifest(run, cfg, list(records.values()), created_at=created_at, scheduler=scheduler,
-                   timings={}, status="running", finished=False)  # fmt: skip
+    try:
+        write_manifest(run, cfg, list(records.values()), created_at=created_at, scheduler=scheduler,
+                       timings={}, status="running", finished=False)  # fmt: skip
+    except OSError as e:
+        raise OutputPathError(f"--out {cfg.out}: cannot write the run folder ({e})") from None
     if done:
         console.print(f"resume: {len(done)} of {len(specs)} shards already done and unchanged, skipping them")
     timings: dict[str, float] = {"validate": round(time.perf_counter() - t0, 3)}
@@ -175,8 +241,8 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
             if not clients:
                 stack.enter_context(run_log(run))
                 clients.append(stack.enter_context(dask_client(cfg.dask, max(1, len(todo)))))
-                if clients[0].dashboard_link:
-                    console.print(f"Dask dashboard: {clients[0].dashboard_link}")
+                if link := dashboard_link(clients[0], cfg.dask):
+                    console.print(f"Dask dashboard: {link}")
             return clients[0]
 
         if todo:

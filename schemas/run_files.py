@@ -103,7 +103,9 @@ class Manifest(_Doc):
     run_name: str
     created_at: str
     finished_at: str | None = None
-    status: Literal["running", "complete", "partial"]
+    # failed: stopped by bad input (exit 2) after the folder existed; `error` is the line shown
+    status: Literal["running", "complete", "partial", "failed"]
+    error: str | None = None
     config: dict
     config_hash: str
     rules_hash: str

@@ -47,3 +47,58 @@ def test_scoring_hash_ignores_where_outputs_go_but_not_what_is_scored() -> None:
 def test_missing_config_file_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"config file not found: nope\.yaml"):
         load_config("nope.yaml")
+
+
+@pytest.mark.parametrize("text", ["foo", "=3", "clip..batch_size=3", " =3"])
+def test_malformed_override_names_it(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_override(text)
+    assert f"override '{text}'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_override_with_invalid_yaml_value_names_the_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_override("clip.batch_size=[1,")
+    message = str(err.value)
+    assert "override 'clip.batch_size=[1,'" in message and "not valid YAML" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("body", ["- a\n- b\n", "42\n", "just words\n"], ids=["list", "number", "string"])
+def test_non_mapping_config_file_names_the_file(tmp_path: Path, body: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(body)
+    with pytest.raises(ConfigError, match=rf"^{cfg}: the config must be a mapping of keys"):
+        load_config(cfg)
+
+
+def test_invalid_yaml_config_file_names_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("clip: [1,\n")
+    with pytest.raises(ConfigError, match=rf"^{cfg}: not valid YAML"):
+        load_config(cfg)
+
+
+def test_unreadable_config_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'folder'}: cannot read the config"):
+        load_config(tmp_path / "folder")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=rf"^{binary}: cannot read the config .*UTF-8"):
+        load_config(binary)
+
+
+def test_dask_listens_on_loopback_unless_configured() -> None:
+    cfg = AuditConfig()
+    assert (cfg.dask.host, cfg.dask.dashboard_address) == ("127.0.0.1", "127.0.0.1:0")
+    off = load_config(None, {"dask.dashboard_address": None, "dask.host": "10.0.0.5"})
+    assert (off.dask.host, off.dask.dashboard_address) == ("10.0.0.5", None)
+    # placement only: where Dask listens changes no score
+    assert off.scoring_hash() == cfg.scoring_hash()
+
+
+@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:http", "127.0.0.1:70000"])
+def test_dask_dashboard_address_needs_host_and_port(address: str) -> None:
+    with pytest.raises(ConfigError, match=r"'dask\.dashboard_address': .*HOST:PORT"):
+        load_config(None, {"dask.dashboard_address": address})

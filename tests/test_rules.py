@@ -111,3 +111,52 @@ def test_contains_and_list_scores_must_go_together(tmp_path: Path) -> None:
     bad = "  - {id: d, reason: x, severity: low, all: [{score: clip_similarity, op: contains, value: x}]}\n"
     with pytest.raises(RuleError, match=r"rule 'd' field 'op'"):
         load_rules(str(_rules(tmp_path, bad)))
+
+
+MALFORMED_IDS = ["bad-yaml", "list", "number", "string", "empty", "comment-only"]
+MALFORMED_IDS += ["rules-scalar", "rule-string", "rule-list", "condition-number"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("version: 1\nrules: [\n", "not valid YAML"),
+        ("- id: a\n- id: b\n", "must be a mapping"),
+        ("42\n", "must be a mapping"),
+        ("just words\n", "must be a mapping"),
+        ("", "is empty"),
+        ("# only a comment\n", "is empty"),
+        ("version: 1\nname: t\nrules: 5\n", "field 'rules'"),
+        ("version: 1\nname: t\nrules: [just-a-string]\n", "rule #0: not a mapping"),
+        ("version: 1\nname: t\nrules:\n  - [a, b]\n", "rule #0: not a mapping"),
+        (
+            "version: 1\nname: t\nrules:\n  - {id: r, reason: x, severity: low, all: [5]}\n",
+            "rule 'r' field 'all.0'",
+        ),
+    ],
+    ids=MALFORMED_IDS,
+)
+def test_malformed_rules_file_is_one_line_naming_the_file(tmp_path: Path, body: str, says: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(body)
+    with pytest.raises(RuleError) as err:
+        load_rules(str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and says in message, message
+    assert "\n" not in message
+
+
+def test_unreadable_rules_file_names_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "rules.yaml"
+    folder.mkdir()
+    with pytest.raises(RuleError, match=rf"^{folder}: cannot read the rules file"):
+        load_rules(str(folder))
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"version: 1\nname: \xff\n")
+    with pytest.raises(RuleError, match=rf"^{binary}: cannot read the rules file .*UTF-8"):
+        load_rules(str(binary))
+
+
+def test_unknown_rule_set_name_says_what_exists() -> None:
+    with pytest.raises(RuleError, match=r"rules: 'nope' is neither a packaged rule set \(default"):
+        load_rules("nope")
