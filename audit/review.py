@@ -279,10 +279,10 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     # timeout: several reviewers on one dashboard may write at the same moment
     conn = sqlite3.connect(path, timeout=30)
     try:
-        conn.executescript(_DDL)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
-        if "row_id" not in columns:
+        if columns and "row_id" not in columns:  # before the DDL: its index needs row_id
             raise InputFileError(f"{path}: decisions keyed by dataset key (an older mmaudit); move it aside")
+        conn.executescript(_DDL)
         with conn:  # one transaction, committed on success
             yield conn
     finally:
