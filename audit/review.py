@@ -235,12 +235,14 @@ def load_image(run: ReviewRun, row_id: str, blur: bool = True) -> bytes:
     bytes do not decode, or the row may not be rendered (audit.render_policy).
     """
     row = flag_row(run, row_id)
-    if not may_render(row):
-        raise ImageUnavailableError(f"{row_id}: never rendered (known-bad match or a never-render rule)")
     spec = shard_spec(run, row["shard_id"])
-    if spec.format in IMAGELESS_FORMATS:
+    if spec.format in IMAGELESS_FORMATS:  # said first: no pixels are read, and it is the true reason
         raise ImageUnavailableError(
             f"{row_id}: shard {spec.shard_id} is {spec.format}, which carries no images"
+        )
+    if not may_render(row):
+        raise ImageUnavailableError(
+            f"{row_id}: never rendered (a known-bad match, a never-render rule, or no hash-list outcome)"
         )
     record = next(s for s in run.manifest.shards if s.shard_id == spec.shard_id)
     images, sha = _shard_images(spec)

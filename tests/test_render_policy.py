@@ -263,6 +263,10 @@ def test_known_bad_images_reach_the_authority_report_and_only_a_count_reaches_th
     for r in authority:
         assert r["row_id"] == flags[r["key"]]["row_id"]
         assert r["sha256"] == flags[r["key"]]["sha256"] and len(r["sha256"]) == 64
+        # the bytes' own digest, whatever the dataset's sha256 column claimed
+        data = ROWS[r["key"]][1] if r["key"] in ROWS else None
+        if data:
+            assert r["sha256"] == hashlib.sha256(data).hexdigest(), r["key"]
         assert r["known_bad_list"].startswith("known_bad.csv:sha256:")
         assert "known-bad-hash" in r["reasons"].split(";") and r["severity"] == "critical"
     page = (forgetful_dir / "report" / "report.html").read_text()

@@ -210,11 +210,6 @@ def test_rows_of_imageless_formats_have_no_thumbnail(low_run_dir: Path) -> None:
             load_image(run, rid, blur=blur)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_image asks may_render before the format check, so a LAION row (never hash-matched: "
-    "no bytes) is refused as 'known-bad match or a never-render rule' instead of 'carries no images'",
-)
 def test_rows_of_imageless_formats_say_they_carry_no_images(low_run_dir: Path) -> None:
     with pytest.raises(ImageUnavailableError, match="carries no images"):
         load_image(load_run(str(low_run_dir)), _rid(low_run_dir, HTML_KEY))

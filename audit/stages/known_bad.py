@@ -38,14 +38,15 @@ def match_known_bad(table: pa.Table, *, lists: KnownBadLists, images: Mapping[in
                     which[i] = f"{hit.list_name}:sha256" + (f":{hit.label}" if hit.label else "")
                     distance[i] = 0
             continue
-        if not sha[i]:
-            sha[i] = hashlib.sha256(raw[i]).hexdigest()  # for the authority report and removal lists
+        # the bytes' own digest, not the dataset's claim: what an authority or a removal list
+        # acting on the image needs (the dataset's value is still matched, in lists.match)
+        claimed, sha[i] = sha[i], hashlib.sha256(raw[i]).hexdigest()
         decoded = images.get(i)
         pixels = as_pil(decoded) if decoded is not None else None
         if not len(lists):
             phash[i], matched[i] = phash_hex(pixels), False
             continue
-        hit, phash[i] = lists.match(raw[i], sha[i], pixels)
+        hit, phash[i] = lists.match(raw[i], claimed, pixels)
         matched[i] = hit is not None
         if hit:
             which[i] = f"{hit.list_name}:{hit.algorithm}" + (f":{hit.label}" if hit.label else "")
