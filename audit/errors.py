@@ -19,6 +19,10 @@ class MissingColumnError(AuditError):
     """A shard lacks a column its format requires."""
 
 
+class DuplicateColumnError(AuditError):
+    """Two columns of a shard match one input field (same name, or names equal ignoring case)."""
+
+
 class ColumnTypeError(AuditError):
     """A shard's column has an Arrow type the format does not allow."""
 

@@ -33,7 +33,13 @@ import pyarrow.parquet as pq
 from audit.errors import InputFileError
 from audit.row_identity import row_ids_for
 from audit.schemas import INGESTED_SCHEMA
-from audit.shards import ShardFormat, ShardSpec, check_columns
+from audit.shards import (
+    ShardFormat,
+    ShardSpec,
+    check_columns,
+    datacomp_prefixes,
+    embedding_header,
+)
 from audit.tables import set_columns
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -186,8 +192,11 @@ def _read_bytes(url: str) -> bytes:
         return f.read()
 
 
-def _parquet_error(url: str, e: Exception) -> InputFileError:
-    return InputFileError(f"{url}: not a readable parquet file ({str(e).splitlines()[0]})")
+def _parquet_error(url: str, e: Exception, at_row: int | None = None) -> InputFileError:
+    first = (str(e).splitlines() or [""])[0]
+    why = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in first)  # bytes of the file
+    where = f" (its data at or after row {at_row} is corrupt)" if at_row is not None else ""
+    return InputFileError(f"{url}: not a readable parquet file{where} ({why})")
 
 
 def _parquet(url: str, data: bytes) -> pa.Table:
@@ -391,8 +400,8 @@ def _parquet_batches(r: ShardReader, fmt: ShardFormat) -> Iterator[tuple[pa.Tabl
         while True:
             try:
                 batch = next(it, None)
-            except (pa.ArrowInvalid, OSError) as e:
-                raise _parquet_error(url, e) from None
+            except (pa.ArrowInvalid, OSError) as e:  # the footer was fine: a data page is not
+                raise _parquet_error(url, e, at_row=r.rows) from None
             if batch is None:
                 break
             yield pa.Table.from_batches([batch]), cols
@@ -414,11 +423,19 @@ class _Sample:
     key: str
     members: dict[str, bytes]  # ".jpg" -> bytes, ...
     side_row: int | None  # the sidecar row of this key, if any
+    not_regular: list[str] = field(default_factory=list)  # "b.jpg is a symbolic link to 'a.jpg'"
+
+
+# quarantine_detail of a sample with non-regular members is cut to this many characters
+_DETAIL_CHARS = 500
 
 
 def _webdataset_shard(r: ShardReader) -> Iterator[pa.Table]:
     """Samples in tar order (consecutive members of one key form a sample, as webdataset defines),
-    then the sidecar rows that had no member in the tar (failed downloads), in sidecar order."""
+    then the sidecar rows that had no member in the tar (failed downloads), in sidecar order.
+    A sample with a symlink, hard link or other non-regular member is quarantined as
+    ``member_not_regular`` (its content is not in the tar, and such members are a hostile tar's
+    tools)."""
     spec = r.spec
     if spec.sidecar:
         side = _parquet(spec.sidecar, _read_bytes(spec.sidecar))  # no image bytes: small
@@ -433,14 +450,15 @@ def _webdataset_shard(r: ShardReader) -> Iterator[pa.Table]:
 
     def table_of(samples: list[_Sample]) -> pa.Table:
         table = _webdataset_table(samples, side, side_cols)
-        return r._normalize(table, check_columns(spec.path, table.schema, "webdataset"), carries_images=True)
+        cols = check_columns(spec.path, table.schema, "webdataset")
+        return _quarantine_not_regular(r._normalize(table, cols, carries_images=True), samples)
 
     pending: list[_Sample] = []
-    for key, members in _tar_samples(spec.path, lambda digest: setattr(r, "sha256", digest)):
-        row = side_index.get(key)
-        if row is not None:
-            used[row] = True
-        pending.append(_Sample(key, members, row))
+    for sample in _tar_samples(spec.path, lambda digest: setattr(r, "sha256", digest), r.notes):
+        sample.side_row = side_index.get(sample.key)
+        if sample.side_row is not None:
+            used[sample.side_row] = True
+        pending.append(sample)
         if len(pending) >= r.batch_rows:
             yield table_of(pending)
             pending = []
@@ -453,34 +471,91 @@ def _webdataset_shard(r: ShardReader) -> Iterator[pa.Table]:
         yield table_of(pending)
 
 
-def _tar_samples(url: str, on_digest: Callable[[str], None]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(KEY, {suffix: bytes}) per run of consecutive KEY.* members, streamed; one sample in memory."""
+def _quarantine_not_regular(table: pa.Table, samples: list[_Sample]) -> pa.Table:
+    if not any(s.not_regular for s in samples):
+        return table
+    reasons = table.column("quarantine_reason").to_pylist()
+    details = table.column("quarantine_detail").to_pylist()
+    for i, s in enumerate(samples):
+        if s.not_regular:
+            reasons[i] = "member_not_regular"
+            details[i] = "; ".join(s.not_regular)[:_DETAIL_CHARS]
+    return set_columns(
+        table,
+        {
+            "quarantine_reason": pa.array(reasons, pa.string()),
+            "quarantine_detail": pa.array(details, pa.string()),
+        },
+    )
+
+
+def sample_key(name: str) -> tuple[str, str] | None:
+    """(KEY, ".ext") of a tar member as webdataset splits it: the full path up to the first dot of
+    the file name, so ``x/dup.jpg`` and ``y/dup.jpg`` are two samples; None without a KEY.EXT name."""
+    folder, base = posixpath.split(name)
+    stem, _, suffix = base.partition(".")
+    if not stem or not suffix:
+        return None
+    return posixpath.join(folder, stem), "." + suffix.lower()
+
+
+def _not_regular(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        what = f"a symbolic link to {member.linkname!r}"
+    elif member.islnk():
+        what = f"a hard link to {member.linkname!r}"
+    elif member.isfifo():
+        what = "a fifo"
+    elif member.ischr() or member.isblk():
+        what = "a device"
+    else:
+        what = f"not a regular file (tar type {member.type!r})"
+    return f"{member.name} is {what}"
+
+
+def _tar_samples(url: str, on_digest: Callable[[str], None], notes: list[str]) -> Iterator[_Sample]:
+    """One sample per run of consecutive members with the same KEY, streamed; one sample in memory.
+    A suffix seen again within a run starts a new sample (so a repeated member is a row, not
+    overwritten). Members without a KEY.EXT name belong to no sample: counted in ``notes``."""
     with _open(url) as raw:
         f = HashingFile(raw)
-        key: str | None = None
-        members: dict[str, bytes] = {}
+        sample: _Sample | None = None
+        seen: set[str] = set()  # suffixes of the current sample, regular or not
+        unnamed: list[str] = []
         try:
             with tarfile.open(fileobj=f, mode="r|*") as tar:  # type: ignore[call-overload]
                 for member in tar:
                     tar.members = []  # stream mode keeps every TarInfo otherwise
-                    if not member.isfile():
+                    if member.isdir():
                         continue
-                    stem, dot, suffix = posixpath.basename(member.name).partition(".")
-                    if not dot:
+                    split = sample_key(member.name)
+                    if split is None:
+                        unnamed.append(member.name)
                         continue
-                    if stem != key:
-                        if key is not None:
-                            yield key, members
-                        key, members = stem, {}
-                    fh = tar.extractfile(member)
-                    members["." + suffix.lower()] = fh.read() if fh else b""
+                    key, suffix = split
+                    if sample is None or key != sample.key or suffix in seen:
+                        if sample is not None:
+                            yield sample
+                        sample, seen = _Sample(key, {}, None), set()
+                    seen.add(suffix)
+                    if member.isfile():
+                        fh = tar.extractfile(member)
+                        sample.members[suffix] = fh.read() if fh else b""
+                    else:
+                        sample.not_regular.append(_not_regular(member))
                 end, plain = tar.offset, getattr(tar.fileobj, "comptype", "tar") == "tar"
         except (tarfile.TarError, EOFError, OSError) as e:
             raise InputFileError(f"{url}: not a readable tar file ({e})") from None
         if plain:
             _check_tar_end(url, raw, end)
-        if key is not None:
-            yield key, members
+        if sample is not None:
+            yield sample
+        if unnamed:
+            notes.append(
+                f"{url}: {len(unnamed)} tar members have no KEY.EXT name and belong to no sample "
+                f"(webdataset naming), skipped: {', '.join(repr(n) for n in unnamed[:3])}"
+                f"{' ...' if len(unnamed) > 3 else ''}"
+            )
         on_digest(f.hexdigest())
 
 
@@ -548,20 +623,8 @@ class NpyRows:
     def __init__(self, f: BinaryIO, source: str) -> None:
         self.source = source
         self._f = f
-        try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy format version {version}")
-        except (ValueError, EOFError, OSError) as e:
-            raise InputFileError(f"{source}: not a readable .npy embedding file ({e})") from None
-        if dtype.hasobject:
-            raise InputFileError(f"{source}: not a readable .npy embedding file (object arrays)")
-        if len(shape) != 2:
-            raise InputFileError(f"{source}: embeddings must be 2-D (rows x dim), got shape {shape}")
+        header = embedding_header(f, source)  # a 2-D numeric array, or a one-line InputFileError
+        shape, fortran, dtype = header.shape, header.fortran, header.dtype
         self.shape: tuple[int, int] = shape
         self.dtype: np.dtype = dtype
         self._whole = None
@@ -676,10 +739,6 @@ def _declared_model(spec: ShardSpec) -> str | None:
         return None
 
 
-# DataComp's .npz keys: <prefix>_img / <prefix>_txt, one prefix per CLIP model
-DATACOMP_MODELS = {"b32": "ViT-B-32", "l14": "ViT-L-14"}
-
-
 def _datacomp_shard(r: ShardReader) -> Iterator[pa.Table]:
     spec = r.spec
     url = spec.image_embeddings
@@ -690,12 +749,11 @@ def _datacomp_shard(r: ShardReader) -> Iterator[pa.Table]:
         except (zipfile.BadZipFile, OSError) as e:
             raise InputFileError(f"{url}: not a readable .npz file ({e})") from None
         with npz:
-            names = {n[: -len(".npy")] for n in npz.namelist() if n.endswith(".npy")}
-            present = {
-                p: m for p, m in DATACOMP_MODELS.items() if f"{p}_img" in names and f"{p}_txt" in names
-            }
+            present = datacomp_prefixes(npz.namelist())
             if not present:
-                raise InputFileError(f"{url}: no <model>_img/<model>_txt arrays (found {sorted(names)})")
+                raise InputFileError(
+                    f"{url}: no <model>_img/<model>_txt arrays (found {sorted(npz.namelist())})"
+                )
             prefix = next((p for p, m in present.items() if m == r.clip_model), next(iter(present)))
             r.embedding_model = present[prefix]
             # each member is read a slice at a time; zipfile seeks within stored members and

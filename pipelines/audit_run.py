@@ -178,7 +178,7 @@ def run_audit(cfg: AuditConfig, *, console: Console | None = None) -> Summary:
     load_rules(cfg.rules)  # cheap: a broken rules file fails before any shard is read
     meter = EnergyMeter(cfg.energy.cpu_watts_per_core, cfg.energy.grid_gco2e_per_kwh, cfg.energy.gpu_watts)
     t0 = time.perf_counter()
-    specs = discover_shards(cfg.shards)
+    specs = discover_shards(cfg.shards, out=cfg.out)  # refuses --out inside an input folder
     with _progress(console) as progress:
         task = progress.add_task("validate", total=len(specs), unit="shards", rate="")
         checked = []

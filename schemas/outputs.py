@@ -189,6 +189,7 @@ QUARANTINE_REASONS = {
     "image_too_large": "more pixels than the configured limit (decompression-bomb guard)",
     "embedding_missing": "no embedding row for this metadata row (row counts differ)",
     "embedding_invalid": "embedding holds NaN or inf",
+    "member_not_regular": "a webdataset sample has a symlink, hard link or other non-regular tar member",
 }
 
 

@@ -199,7 +199,8 @@ def test_a_broken_shard_fails_alone_and_the_run_says_so(
 ) -> None:
     shards = tmp_path / "in"
     shutil.copytree(sample_dir / "parquet", shards)
-    (shards / "zz.tar").write_bytes(b"\x00" * 100 + b"not a tar")
+    # damage past the first block: validation (first header) passes, reading the shard fails
+    (shards / "zz.tar").write_bytes(b"\x00" * 512 + b"not a tar".ljust(512, b"x"))
     with pytest.raises(ShardsFailedError, match=r"1 of 3 shards failed .*zz\.tar"):
         run_audit(make_config(shards=[str(shards)], out=str(tmp_path / "run")))
     summary = Summary.model_validate_json((tmp_path / "run" / "summary.json").read_text())
