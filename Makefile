@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample fetch audit dashboard report test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory bench-fetch
+.PHONY: help setup system-deps sample fetch audit dashboard report clean-set test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory bench-fetch
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,8 +58,12 @@ audit: setup ## audit SHARDS (default: the embedded sample) into the run folder 
 dashboard: setup ## open the review dashboard on the run folder RUN
 	$(BIN)/mmaudit dashboard --run $(RUN) --port $(PORT)
 
-report: setup ## write RUN/report/ (report.html, flags.csv/jsonl, removal list)
+report: setup ## write RUN/report/ (report.html with plots, figures.json, flags/removal exports)
 	$(BIN)/mmaudit report --run $(RUN)
+
+DEST ?= $(RUN)-clean
+clean-set: report ## cleaned copy of RUN's shards without the removal list's rows into DEST (resumable)
+	$(BIN)/mmaudit apply-removals $(RUN) --to $(DEST)
 
 test: setup ## run the whole test suite (offline, CPU)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -134,16 +134,54 @@ def fetch(
 
 
 @app.command()
-def report(run: Annotated[str, typer.Option(help="run folder")] = "runs/sample") -> None:
-    """Write RUN/report/: report.html, flags.csv, flags.jsonl and removal_list.txt."""
+def report(
+    run: Annotated[str, typer.Option(help="run folder")] = "runs/sample",
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config whose removal: section picks the removal list's rows")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="removal.* override: removal.min_severity=high")
+    ] = None,
+) -> None:
+    """Write RUN/report/: report.html (plots, offline), figures.json, counts.json, flags.csv/jsonl/parquet,
+    the removal lists (docs/removal-lists.md) and authority_report.csv."""
+    from audit.config import parse_override
     from audit.report import write_report
 
     try:
-        paths = write_report(run)
+        overrides = dict(parse_override(s) for s in set_ or [])
+        paths = write_report(run, config=str(config) if config else None, overrides=overrides)
     except AuditError as e:
         _fail(e)
     for p in paths:
         print(p)
+
+
+@app.command("apply-removals")
+def apply_removals_cmd(
+    run: Annotated[str, typer.Argument(help="run folder (with report/removal_list.parquet)")],
+    to: Annotated[str, typer.Option("--to", help="folder for the cleaned shard set (empty or new)")],
+    removal_list: Annotated[
+        str | None, typer.Option("--list", help="another removal list (removal_list.parquet format)")
+    ] = None,
+) -> None:
+    """Write a cleaned copy of RUN's shard set into DEST without the removal list's rows (resumable)."""
+    from audit.apply_removals import ShardOutcome, apply_removals
+
+    def progress(o: ShardOutcome) -> None:
+        console.print(f"  {o.shard_id:<24} {o.action:<16} -{o.rows_removed} of {o.rows_in}", highlight=False,
+                      markup=False)  # fmt: skip
+
+    try:
+        result = apply_removals(run, to, removal_list=removal_list, progress=progress)
+    except AuditError as e:
+        _fail(e)
+    for warning in result.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    print(
+        f"removed {result.rows_removed} rows; {result.count('rewritten')} shards rewritten, "
+        f"{result.count('copied')} copied unchanged, {result.count('resumed')} already done: {to}"
+    )
 
 
 @app.command("export-embeddings")

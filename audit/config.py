@@ -114,6 +114,15 @@ class NeighbourSettings(_Section):
     memory_budget_gb: float = Field(4.0, gt=0)  # picks Flat, IVF-SQ8 or IVF-PQ
 
 
+class RemovalSettings(_Section):
+    """Which flagged rows go on RUN/report/removal_list.* (docs/removal-lists.md). A row whose latest
+    decision is false_positive never goes on it; a never-render row (known-bad match) always does."""
+
+    confirmed: bool = True  # rows whose latest reviewer decision is confirm_harmful
+    min_severity: Literal["info", "low", "medium", "high", "critical"] | None = "medium"  # null: none
+    rules: tuple[str, ...] = ()  # flags fired by any of these rule ids, whatever their severity
+
+
 class AuditConfig(_Section):
     name: str | None = None
     shards: tuple[str, ...] = ()
@@ -128,6 +137,7 @@ class AuditConfig(_Section):
     dask: DaskSettings = DaskSettings()
     energy: EnergySettings = EnergySettings()
     neighbours: NeighbourSettings = NeighbourSettings()
+    removal: RemovalSettings = RemovalSettings()
 
     @property
     def run_name(self) -> str:
@@ -136,7 +146,7 @@ class AuditConfig(_Section):
     def scoring_dict(self) -> dict[str, Any]:
         """The part of the config that changes scores (not where inputs and outputs live)."""
         d = self.model_dump(mode="json")
-        for k in ("name", "shards", "out", "energy", "neighbours"):
+        for k in ("name", "shards", "out", "energy", "neighbours", "removal"):
             d.pop(k)
         # threads per worker reach the scorers (onnxruntime); the rest of dask is placement only
         d["dask"] = {"threads_per_worker": self.dask.threads_per_worker}
