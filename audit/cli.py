@@ -263,24 +263,41 @@ def dashboard(
     run: Annotated[str, typer.Option(help="run folder to review")] = "runs/sample",
     port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
     headless: Annotated[bool, typer.Option(help="do not open a browser")] = True,
-    address: Annotated[str, typer.Option(help="interface to listen on; 0.0.0.0 exposes it")] = "127.0.0.1",
+    address: Annotated[
+        str, typer.Option(help="interface to listen on; any non-loopback one needs a login")
+    ] = "127.0.0.1",
+    credentials: Annotated[
+        Path | None,
+        typer.Option(help="YAML of reviewers' bcrypt hashes (or $MMAUDIT_DASHBOARD_CREDENTIALS)"),
+    ] = None,
 ) -> None:
     """Serve the Streamlit review dashboard for a run folder."""
     import subprocess
     from importlib import resources
 
+    from audit.dashboard_auth import load_auth, require_auth_if_exposed
+
+    try:
+        # refused before anything listens: harmful images behind a blur are not served unauthenticated
+        auth = load_auth(credentials)
+        require_auth_if_exposed(address, auth)
+    except AuditError as e:
+        _fail(e)
     # the app file is located, not imported: importing a Streamlit script would run it
     app_file = str(resources.files("audit.dashboards").joinpath("app.py"))
     cmd = [
         sys.executable, "-m", "streamlit", "run", app_file,
         "--server.port", str(port),
-        "--server.address", address,  # harmful images behind a blur: loopback unless asked otherwise
+        "--server.address", address,
         "--server.headless", str(headless).lower(),
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",
         "--", "--run", run,
     ]  # fmt: skip
-    console.print(f"dashboard: http://{address}:{port}  (run folder {run})")
+    if credentials is not None:  # the app reads the file itself; the password variable is inherited
+        cmd += ["--credentials", str(credentials.resolve())]
+    login = "login required" if auth else "no login: loopback only"
+    console.print(f"dashboard: http://{address}:{port}  (run folder {run}; {login})", highlight=False)
     raise typer.Exit(subprocess.call(cmd))
 
 
