@@ -23,6 +23,7 @@ from audit.config import ClipSettings
 from audit.errors import ModelLoadError
 from audit.images import DecodedImage, TensorImage
 from audit.schemas import ModelRecord
+from audit.text_scorers import bounded_prefix
 
 if TYPE_CHECKING:
     import torch
@@ -66,6 +67,76 @@ def _local_dir_weights(folder: Path) -> Path | None:
     return None
 
 
+# An image whose shortest-side resize would exceed this many times the model's input is resampled
+# from the region the centre crop keeps, not resized whole (aspect ratios above about 8:1).
+MAX_RESIZE_FACTOR = 8
+
+
+@dataclass(frozen=True)
+class ResizePlan:
+    """open_clip's default preprocess starts by scaling the shortest side to the model's size and
+    keeping the centre: a 1x20000 strip was scaled to 224x4480000 (25 s, 5 GB) to keep 224x224.
+
+    ``centre`` resamples just that centre from the source (PIL's resize ``box``): the same filter
+    and sampling positions as resizing the whole image and cropping, so the same pixels, with work
+    proportional to the model's input. ``of`` is None for preprocesses whose resize is bounded
+    anyway (longest side, squash).
+    """
+
+    resize: Callable[[int, int], tuple[int, int]]  # (w, h) -> resized (w, h), as the preprocess does
+    crop_w: int
+    crop_h: int
+    resample: int  # PIL filter of the preprocess's interpolation
+
+    @classmethod
+    def of(cls, preprocess: object) -> ResizePlan | None:
+        from torchvision import transforms as T
+        from torchvision.transforms.functional import pil_modes_mapping
+
+        steps = list(getattr(preprocess, "transforms", ()))
+        if len(steps) < 2 or not isinstance(steps[1], T.CenterCrop):
+            return None
+        first, (crop_h, crop_w) = steps[0], steps[1].size
+        size = getattr(first, "size", ())
+        size = [size] if isinstance(size, int) else list(size)
+        if isinstance(first, T.Resize) and first.max_size is None and len(size) == 1:
+            resize = functools.partial(_shortest_side_resize, size[0])
+        elif type(first).__name__ == "ResizeKeepRatio" and first.longest == 0 and len(size) == 2:
+            if first.random_scale_prob or first.random_aspect_prob:
+                return None
+            resize = functools.partial(_keep_ratio_resize, size[0], size[1])
+        else:
+            return None
+        return cls(resize, crop_w, crop_h, pil_modes_mapping[first.interpolation])
+
+    def too_large(self, width: int, height: int) -> bool:
+        w, h = self.resize(width, height)
+        fits = w >= self.crop_w and h >= self.crop_h  # else the crop pads: leave it to the preprocess
+        return fits and w * h > MAX_RESIZE_FACTOR * self.crop_w * self.crop_h
+
+    def centre(self, im: Image.Image) -> Image.Image:
+        """The centre crop of the resized image, resampled straight from the source region."""
+        w, h = self.resize(*im.size)
+        left = round((w - self.crop_w) / 2.0)  # as torchvision's center_crop (half to even)
+        top = round((h - self.crop_h) / 2.0)
+        sx, sy = im.size[0] / w, im.size[1] / h
+        box = (left * sx, top * sy, (left + self.crop_w) * sx, (top + self.crop_h) * sy)
+        return im.resize((self.crop_w, self.crop_h), self.resample, box=box)
+
+
+def _shortest_side_resize(size: int, width: int, height: int) -> tuple[int, int]:
+    """torchvision's Resize(size) output (w, h): the shortest side becomes ``size``."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    return (size, new_long) if width <= height else (new_long, size)
+
+
+def _keep_ratio_resize(target_h: int, target_w: int, width: int, height: int) -> tuple[int, int]:
+    """open_clip's ResizeKeepRatio(longest=0) output (w, h)."""
+    ratio = min(height / target_h, width / target_w)
+    return round(width / ratio), round(height / ratio)
+
+
 @dataclass
 class ClipModel:
     model: object  # open_clip CLIP module, eval mode
@@ -88,30 +159,41 @@ class ClipModel:
         return self.record.name
 
     def encode_images(self, images: Sequence[DecodedImage]) -> np.ndarray:
-        """Embeddings of PIL images (open_clip's preprocess) and TensorImages (``preprocess_pixels``)."""
+        """Embeddings of PIL images (``preprocess_image``) and TensorImages (``preprocess_pixels``)."""
         import torch
 
         if not images:
             return np.zeros((0, 0), np.float32)
         batch = [
-            self.preprocess_pixels(im.pixels)
-            if isinstance(im, TensorImage)
-            else self.preprocess(im).to(self.device)
+            self.preprocess_pixels(im.pixels) if isinstance(im, TensorImage) else self.preprocess_image(im)
             for im in images
         ]
         return self._encode_batch(torch.stack(batch))
 
+    def preprocess_image(self, im: Image.Image) -> torch.Tensor:
+        """open_clip's preprocess of one PIL image on the model's device, its work bounded whatever
+        the aspect ratio (``ResizePlan``)."""
+        plan = self._resize_plan
+        if plan is not None and plan.too_large(*im.size):
+            im = plan.centre(im)
+        return self.preprocess(im).to(self.device)
+
     def preprocess_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """open_clip's preprocess of one CHW uint8 RGB tensor, run on the model's device: the same
         resize, crop and normalisation as for a PIL image, without going through PIL."""
-        steps = self._tensor_steps
-        if steps is None:  # a preprocess step only PIL images can take
+        steps, plan = self._tensor_steps, self._resize_plan
+        too_large = plan is not None and plan.too_large(int(pixels.shape[2]), int(pixels.shape[1]))
+        if steps is None or too_large:  # a step only PIL images take, or an extreme aspect ratio
             hwc = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
-            return self.preprocess(Image.fromarray(hwc)).to(self.device)
+            return self.preprocess_image(Image.fromarray(hwc))
         x = pixels.to(self.device)
         for step in steps:
             x = step(x)
         return x
+
+    @functools.cached_property
+    def _resize_plan(self) -> ResizePlan | None:
+        return ResizePlan.of(self.preprocess)
 
     @functools.cached_property
     def _tensor_steps(self) -> list[Callable] | None:
@@ -142,12 +224,28 @@ class ClipModel:
             feats = self.model.encode_image(batch, normalize=True)
         return feats.float().cpu().numpy()
 
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """The model's token ids for each caption, in time linear in its length.
+
+        CLIP's tokenizer is quadratic in a word's length (BPE merges: 15 s for one 16k-letter word)
+        and in a run of combining marks (ftfy's NFC), and reads the whole caption only to keep the
+        first 77 tokens; so a long caption is handed over as its shortest prefix whose tokens
+        overfill the context by half (``bounded_prefix``): CLIP keeps the same tokens.
+        """
+        context = int(getattr(self.tokenizer, "context_length", None) or 77)
+        pad = getattr(getattr(self.tokenizer, "tokenizer", None), "pad_token_id", None) or 0
+
+        def overfills(prefix: str) -> bool:
+            return int(self.tokenizer([prefix], context_length=context * 3 // 2)[0, -1]) != pad
+
+        return self.tokenizer([bounded_prefix(t, overfills) for t in texts])
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
         if not texts:
             return np.zeros((0, 0), np.float32)
-        tokens = self.tokenizer(list(texts)).to(self.device)
+        tokens = self.tokenize(texts).to(self.device)
         with torch.no_grad(), self._autocast():
             feats = self.model.encode_text(tokens, normalize=True)
         return feats.float().cpu().numpy()

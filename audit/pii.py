@@ -3,25 +3,48 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from audit.schemas import ModelRecord
 
+# Every pattern runs in time linear in the caption (tests/test_linear_time.py): a quantifier that
+# can meet its own characters again has a fixed bound or is possessive (``++``, ``*+``), and a
+# match may only start where a retry one character later cannot redo the same scan.
+_EMAIL_DOMAIN = r"@[\w-]++(?:\.[\w-]++)*\.[a-z]{2,}\b"
 PATTERNS: dict[str, re.Pattern[str]] = {
-    "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE),
+    # The local part starts only where a run of its characters starts (after any leading ".+-"), so
+    # a run without an "@" is scanned once, not once per position ("a.a.a.….a.1" was quadratic).
+    # Labels cannot contain "." and are possessive; the label list gives back one label at a time
+    # to find the top-level domain, which is one more pass over the domain.
+    "email": re.compile(r"(?<![\w.+-])[.+-]*+\b[\w.+-]++" + _EMAIL_DOMAIN, re.IGNORECASE),
     "phone": re.compile(
         r"(?<![\w-])(?<!\d )(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{2,4})"
         r"[\s.-]\d{3,4}[\s.-]\d{3,4}(?![\w-])(?! \d)"
     ),
     "street_address": re.compile(
-        r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}"
+        r"\b\d{1,5}\s++(?:[A-Z][a-z]++\s++){1,3}"
         r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl)\b\.?"
     ),
     "national_id": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # US SSN shape
     "card_number": re.compile(r"\b(?:\d[ -]?){13,19}\b"),
 }
+# An address can start where the previous one ends, inside the same run ("a@b.com.c@d.org"); the
+# run-start rule above would miss it, so it is tried right there.
+_EMAIL_RIGHT_AFTER = re.compile(r"[\w.+-]++" + _EMAIL_DOMAIN, re.IGNORECASE)
+_NON_DIGIT = re.compile(r"\D")
+
+
+def _matches(kind: str, text: str) -> Iterator[re.Match[str]]:
+    pattern, pos = PATTERNS[kind], 0
+    while m := pattern.search(text, pos):
+        yield m
+        pos = m.end()  # no pattern matches the empty string
+        if kind == "email":
+            while m := _EMAIL_RIGHT_AFTER.match(text, pos):
+                yield m
+                pos = m.end()
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -39,10 +62,10 @@ def find_pii(text: str) -> list[str]:
     if "@" not in text and not any(ch.isdigit() for ch in text):
         return []  # every pattern needs an @ or a digit: the common case costs one scan
     found: list[str] = []
-    for kind, pattern in PATTERNS.items():
-        for m in pattern.finditer(text):
+    for kind in PATTERNS:
+        for m in _matches(kind, text):
             if kind == "card_number":
-                digits = re.sub(r"\D", "", m.group())
+                digits = _NON_DIGIT.sub("", m.group())
                 if not (13 <= len(digits) <= 19 and _luhn_ok(digits)):
                     continue
             found.append(kind)

@@ -6,7 +6,7 @@ records which model and version produced them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +24,31 @@ class TextScorer(Protocol):
     record: ModelRecord
 
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray | list]: ...
+
+
+# Model scorers that read a bounded number of tokens (CLIP: 77) but tokenise the whole caption
+# first are handed the shortest prefix of a long caption that still overfills them: their
+# tokenizers are superlinear on some shapes (BPE over one long word, NFC over a run of marks).
+PROBE_CHARS = 1024
+_SPACES = (" ", "\n", "\t")
+
+
+def bounded_prefix(text: str, overfills: Callable[[str], bool]) -> str:
+    """The shortest prefix of ``text`` (PROBE_CHARS characters, doubling, cut at a space) for which
+    ``overfills`` is true, else ``text``.
+
+    ``overfills(prefix)`` says the prefix gives more tokens than the model reads, with a margin for
+    a word cut at the end; the tokens the model keeps are then the whole caption's. Each probe costs
+    the tokenizer's time on the prefix, so all of them together cost at most twice the last one.
+    """
+    size = PROBE_CHARS
+    while size < len(text):
+        cut = max(text.rfind(c, size // 2, size) for c in _SPACES)
+        prefix = text[: cut if cut > 0 else size]
+        if overfills(prefix):
+            return prefix
+        size *= 2
+    return text
 
 
 def _version(dist: str) -> str:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from audit.errors import ConfigError
-from audit.lexicon import Lexicon, LexiconScorer, normalize
+from audit.lexicon import LEET, ZERO_WIDTH, Lexicon, LexiconScorer, normalize
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,34 @@ def test_sample_benign_captions_are_not_flagged_by_the_lexicon(scorer: LexiconSc
     out = scorer.score(benign)
     hits = [c for c, t in zip(benign, out["lexicon_terms"], strict=True) if t]
     assert hits == []
+
+
+def _whole_text_normalize(text: str) -> str:
+    """The definition: NFKD of the whole caption, marks and zero-width characters dropped."""
+    text = text.translate(str.maketrans("", "", ZERO_WIDTH))
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return text.casefold().lower().translate(LEET)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ça Va N\u00dcDE 1337",
+        "e\u0301\u0316\u0301\u0316x",  # marks of mixed classes, which NFKD reorders
+        "\u0f73\u0f75\u0f81 tibetan vowel signs that decompose to marks only",
+        "\ufb01ne \u2460 \u216b \uff2e\uff35\uff24\uff25",  # ligature, circled, roman, full width
+        "\uac00\ud7a3 \u1100\u1161\u11a8 hangul",
+        "n\u200bu\u200dd\u2060e\ufeff \u00ad",
+        "\u0344\u0340\u0343 marks that decompose to marks",
+        "ǅ ß ẞ İ ﬀ ς",  # case folding that changes length
+    ],
+)
+def test_normalize_is_nfkd_of_the_whole_text_without_marks(text: str) -> None:
+    assert normalize(text) == _whole_text_normalize(text)
+
+
+def test_normalize_agrees_with_whole_text_nfkd_for_every_code_point() -> None:
+    chars = [chr(c) for c in range(0x80, 0x30000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(chars), 4096):  # each code point between letters, a block at a time
+        text = "a".join(chars[start : start + 4096])
+        assert normalize(text) == _whole_text_normalize(text), hex(ord(chars[start]))

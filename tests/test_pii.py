@@ -32,3 +32,20 @@ def test_scorer_counts_and_lists_kinds() -> None:
     out = PiiScorer().score(["a@b.org and c@d.org", "nothing here"])
     assert out["pii_count"].tolist() == [2, 0]
     assert out["pii_types"] == [["email"], []]
+
+
+@pytest.mark.parametrize(
+    ("text", "emails"),
+    [
+        (".jane@example.com", 1),  # leading dots before the address
+        ("-.a-@x.com", 1),
+        ("a.b+tag@mail.example.co.uk", 1),
+        ("a@b.com.x@c.org", 2),  # the second starts where the first ends, in the same run
+        ("a@b.com.x@c.org@d.net", 2),
+        ("x@a.a.a.a.1 and jane@example", 0),  # no top-level domain
+        ("mail: x@y.io, z@w.org", 2),
+        ("a.a.a.a.1@", 0),
+    ],
+)
+def test_email_addresses_are_counted_where_they_run_together(text: str, emails: int) -> None:
+    assert find_pii(text).count("email") == emails
