@@ -16,8 +16,11 @@ from audit.clip_model import file_sha256, hub_offline
 from audit.config import DetoxifySettings
 from audit.errors import ModelLoadError
 from audit.schemas import ModelRecord
+from audit.text_scorers import bounded_prefix
 
 # Detoxify's class names (after its own renaming) -> our score columns
+MAX_TOKENS = 512  # BERT's window; Detoxify truncates to it
+
 DETOXIFY_COLUMNS = {
     "toxicity": "detoxify_toxicity",
     "severe_toxicity": "detoxify_severe_toxicity",
@@ -87,14 +90,29 @@ class DetoxifyScorer:
             version=metadata.version("detoxify"),
         )
 
+    def _readable_prefix(self, text: str) -> str:
+        """What the model reads of ``text``: BERT's tokenizer is super-linear on some long captions
+        and the model keeps MAX_TOKENS tokens anyway, so a long caption is handed over as the
+        shortest prefix that overfills them (the same tokens reach the model)."""
+        if len(text) <= MAX_TOKENS:
+            return text
+        limit = MAX_TOKENS * 3 // 2  # margin for a word cut at the prefix's end
+
+        def overfills(prefix: str) -> bool:
+            return len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) > limit
+
+        return bounded_prefix(text, overfills)
+
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         import torch
 
         n = len(texts)
         out = {col: np.full(n, np.nan, np.float32) for col in self.columns}
         for start in range(0, n, self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
-            inputs = self.tokenizer(batch, return_tensors="pt", truncation=True, padding=True, max_length=512)
+            batch = [self._readable_prefix(t) for t in texts[start : start + self.batch_size]]
+            inputs = self.tokenizer(
+                batch, return_tensors="pt", truncation=True, padding=True, max_length=MAX_TOKENS
+            )
             with torch.no_grad():
                 logits = self.model(**inputs.to(self.device))[0]
             probs = torch.sigmoid(logits).float().cpu().numpy()

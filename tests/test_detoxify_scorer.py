@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,35 @@ def test_a_file_that_is_not_a_detoxify_checkpoint_is_rejected(tmp_path: Path) ->
     torch.save({"weights": 1}, tmp_path / "x.ckpt")
     with pytest.raises(ModelLoadError, match="not a Detoxify checkpoint"):
         DetoxifyScorer(DetoxifySettings(checkpoint=str(tmp_path / "x.ckpt")))
+
+
+def test_long_captions_give_detoxify_the_tokens_of_the_whole_caption(tiny_detoxify) -> None:
+    """The tokenizer sees a bounded prefix of a long caption, and the model gets the same tokens."""
+    ckpt, hf, _ = tiny_detoxify
+    scorer = DetoxifyScorer(DetoxifySettings(checkpoint=str(ckpt), huggingface_config_path=str(hf)))
+    captions = ["a " * 50_000 + "idiot", "you are an idiot " * 2000, " " * 9000 + "idiot", "nice photo"]
+    for caption in captions:
+        prefix = scorer._readable_prefix(caption)
+        assert caption.startswith(prefix) and (len(caption) < 5000 or len(prefix) < 20_000)
+        whole = scorer.tokenizer([caption], truncation=True, max_length=512)["input_ids"]
+        assert scorer.tokenizer([prefix], truncation=True, max_length=512)["input_ids"] == whole
+
+
+def test_detoxify_tokenizing_is_linear_in_the_caption(tiny_detoxify) -> None:
+    """'a ' * n was super-linear in BERT's tokenizer: the time per doubling stays near 2x."""
+    import time
+
+    ckpt, hf, _ = tiny_detoxify
+    scorer = DetoxifyScorer(DetoxifySettings(checkpoint=str(ckpt), huggingface_config_path=str(hf)))
+
+    def best(n: int) -> float:
+        t = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            scorer._readable_prefix("a " * n)
+            t = min(t, time.perf_counter() - start)
+        return t
+
+    times = [best(32_000 << k) for k in range(4)]
+    ratios = sorted(b / a for a, b in itertools.pairwise(times))
+    assert ratios[1] < 3.0, times  # bounded: the prefix, not the caption, is tokenized
