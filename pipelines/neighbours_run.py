@@ -288,7 +288,12 @@ def _seed_shards(seed_row_ids: list[str]) -> dict[str, list[str]]:
 
 
 def expand_seeds(
-    run: RunFolder, seed_row_ids: list[str], *, min_similarity: float | None, k: int | None
+    run: RunFolder,
+    seed_row_ids: list[str],
+    *,
+    min_similarity: float | None,
+    k: int | None,
+    write: bool = True,
 ) -> tuple[pa.Table, list[str]]:
     """Every item within ``min_similarity`` (cosine) or among the ``k`` nearest of a seed row, linked
     to the seed that found it, as ``near-flagged`` rows written to RUN/near_flagged.parquet; and the
@@ -326,5 +331,6 @@ def expand_seeds(
     table = expand_from_seeds(index, np.concatenate(seed_vectors), np.concatenate(seed_ids),
                               shard_row_lookup(run, shard_ids, "image"),
                               min_similarity=min_similarity, k=k, nprobe=nprobe)  # fmt: skip
-    run.write_parquet(run.path("near_flagged.parquet"), table)
+    if write:  # the dashboard's "more like this" only shows its expansion
+        run.write_parquet(run.path("near_flagged.parquet"), table)
     return table, missing

@@ -1,0 +1,307 @@
+"""The review queue: flagged rows filtered, sorted and paged by DuckDB over RUN/flags.parquet.
+
+Nothing here holds the flags in memory: each call is one query that reads the columns it needs. The
+latest decisions (audit.review.decisions.DecisionLog, an Arrow table) are joined in DuckDB. Rows that
+audit.render_policy.never_render marks are in no queue: they are only counted and listed by row id
+(``never_rendered``). Caption search is a case-insensitive literal substring, never a pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from audit.review.decisions import DECISIONS, UNDECIDED
+from audit.review.run import ReviewRun, glob_escaped, has_view, severity_rank, sql_literal
+from audit.schemas import SEVERITIES
+
+PAGE_COLUMNS = (
+    "row_id", "key", "shard_id", "row_index", "severity", "severity_rank", "reasons", "caption", "url",
+    "scores", "known_bad_match", "render_blocked", "pos",
+)  # fmt: skip
+SORTS = ("severity", "row")  # and "score:<name>" for any score of the run's flags
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which flagged rows a queue holds; every field left at its default filters nothing."""
+
+    reasons: tuple[str, ...] = ()  # any of these
+    min_severity: str | None = None
+    # (score name, low, high): inclusive, None for open; a row without that score does not match
+    score_ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+    shards: tuple[str, ...] = ()
+    clusters: tuple[int, ...] = ()
+    decision: str | None = None  # one of DECISIONS, or UNDECIDED
+    text: str = ""  # in the caption, case-insensitively, as typed
+    row_ids: tuple[str, ...] | None = None  # only these rows (a cluster's or an expansion's)
+
+    def __post_init__(self) -> None:
+        if self.min_severity is not None:
+            severity_rank(self.min_severity)
+        if self.decision is not None and self.decision not in (*DECISIONS, UNDECIDED):
+            raise ValueError(
+                f"unknown decision {self.decision!r} (known: {', '.join((*DECISIONS, UNDECIDED))})"
+            )
+
+
+@dataclass(frozen=True)
+class QueueSort:
+    by: str = "severity"  # one of SORTS, or "score:<name>"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.by not in SORTS and not (self.by.startswith("score:") and len(self.by) > len("score:")):
+            raise ValueError(f"unknown sort {self.by!r} (known: {', '.join(SORTS)}, score:<name>)")
+
+
+@dataclass
+class _Query:
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    join_decisions: bool = False
+
+
+def _cursor(run: ReviewRun, f: QueueFilter | None = None) -> duckdb.DuckDBPyConnection:
+    cur = run.db()
+    latest = run.decision_log.refresh()
+    cur.register("latest_rows", latest)
+    cur.execute(
+        "CREATE OR REPLACE TEMP VIEW latest AS SELECT row_id, decision AS latest_decision, "
+        "reviewer AS latest_reviewer, decided_at AS latest_decided_at FROM latest_rows"
+    )
+    if f is not None and f.row_ids is not None:
+        cur.register("only_rows", pa.table({"row_id": pa.array(f.row_ids, pa.string())}))
+    return cur
+
+
+def _build(run: ReviewRun, f: QueueFilter) -> _Query:
+    q = _Query(where=["NOT never_render"])
+    if f.reasons:
+        q.where.append("list_has_any(reasons, ?)")
+        q.params.append(list(f.reasons))
+    if f.min_severity is not None:
+        q.where.append("severity_rank >= ?")
+        q.params.append(severity_rank(f.min_severity))
+    for name, low, high in f.score_ranges:
+        if low is not None:
+            q.where.append("scores[?] >= ?")
+            q.params += [name, float(low)]
+        if high is not None:
+            q.where.append("scores[?] <= ?")
+            q.params += [name, float(high)]
+        if low is None and high is None:
+            q.where.append("scores[?] IS NOT NULL")
+            q.params.append(name)
+    if f.shards:
+        q.where.append("list_contains(?, shard_id)")
+        q.params.append(list(f.shards))
+    if f.clusters:
+        if has_view(run, "neighbours"):
+            q.where.append("row_id IN (SELECT row_id FROM neighbours WHERE list_contains(?, cluster))")
+            q.params.append([int(c) for c in f.clusters])
+        else:
+            q.where.append("false")  # no clusters in this run: no row is in one
+    if f.decision is not None:
+        q.join_decisions = True
+        q.where.append("coalesce(latest_decision, ?) = ?")
+        q.params += [UNDECIDED, f.decision]
+    if f.text:
+        q.where.append("contains(lower(coalesce(caption, '')), lower(?))")
+        q.params.append(f.text)
+    if f.row_ids is not None:
+        q.where.append("row_id IN (SELECT row_id FROM only_rows)")
+    return q
+
+
+def _from(q: _Query) -> str:
+    return "flags LEFT JOIN latest USING (row_id)" if q.join_decisions else "flags"
+
+
+def _order(sort: QueueSort) -> tuple[str, str, list[Any]]:
+    """(extra select column, ORDER BY clause, params of the extra column)."""
+    d = "DESC" if sort.descending else "ASC"
+    if sort.by == "severity":
+        return "", f"severity_rank {d}, pos", []
+    if sort.by == "row":
+        return "", f"shard_id {d}, row_index {d}", []
+    return ", scores[?] AS sort_score", f"sort_score {d} NULLS LAST, pos", [sort.by.removeprefix("score:")]
+
+
+def count(run: ReviewRun, f: QueueFilter) -> int:
+    q = _build(run, f)
+    row = _cursor(run, f).execute(f"SELECT count(*) FROM {_from(q)} WHERE {' AND '.join(q.where)}", q.params)
+    return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def page_ids(
+    run: ReviewRun, f: QueueFilter, sort: QueueSort = QueueSort(), offset: int = 0, limit: int = 50
+) -> pa.Table:
+    """(row_id, pos) of rows ``offset .. offset + limit`` of the queue, in queue order: only the sort
+    keys are read, so even the last page of a million rows is a light query."""
+    q = _build(run, f)
+    extra, order, extra_params = _order(sort)
+    sql = (
+        f"SELECT row_id, pos{extra} FROM {_from(q)} WHERE {' AND '.join(q.where)} "
+        f"ORDER BY {order} LIMIT ? OFFSET ?"
+    )
+    params = extra_params + q.params + [int(limit), int(offset)]
+    return _cursor(run, f).sql(sql, params=params).to_arrow_table().select(["row_id", "pos"])
+
+
+def rows_at(run: ReviewRun, positions: Sequence[int]) -> pa.Table:
+    """PAGE_COLUMNS, never_render, the latest decision (latest_decision, latest_reviewer; NULL when
+    undecided) and the cluster of the flags at file positions ``positions``, in that order. A literal
+    list of positions lets DuckDB skip every row group that holds none of them."""
+    if not positions:
+        empty = _cursor(run).sql(f"SELECT {', '.join(PAGE_COLUMNS)}, never_render FROM flags LIMIT 0")
+        return _with_decisions_and_clusters(run, empty.to_arrow_table(), [])
+    listed = ", ".join(str(int(p)) for p in positions)
+    got = (
+        _cursor(run)
+        .sql(f"SELECT {', '.join(PAGE_COLUMNS)}, never_render FROM flags WHERE pos IN ({listed})")
+        .to_arrow_table()
+    )
+    where = {p: i for i, p in enumerate(got.column("pos").to_pylist())}
+    got = got.take(pa.array([where[int(p)] for p in positions if int(p) in where], pa.int64()))
+    return _with_decisions_and_clusters(run, got, got.column("shard_id").to_pylist())
+
+
+def _with_decisions_and_clusters(run: ReviewRun, rows: pa.Table, shards: list[str]) -> pa.Table:
+    cur = _cursor(run)
+    cur.register("page_rows", rows.select(["row_id"]).append_column("n", pa.array(range(rows.num_rows))))
+    files = [
+        run.folder.url_of("neighbours", f"{s}.parquet")
+        for s in dict.fromkeys(shards)
+        if has_view(run, "neighbours") and run.has("neighbours", f"{s}.parquet")
+    ]  # only the page's shards' neighbours files, not the corpus'
+    listed = ", ".join(sql_literal(glob_escaped(u)) for u in files)
+    nb = (
+        f"(SELECT row_id, cluster FROM read_parquet([{listed}], union_by_name = true) "
+        "WHERE row_id IN (SELECT row_id FROM page_rows))"
+        if files
+        else "(SELECT NULL::VARCHAR AS row_id, NULL::INTEGER AS cluster LIMIT 0)"
+    )
+    extra = cur.sql(
+        f"SELECT p.n, d.latest_decision, d.latest_reviewer, CAST(c.cluster AS INTEGER) AS cluster "
+        f"FROM page_rows p LEFT JOIN latest d USING (row_id) LEFT JOIN {nb} c USING (row_id) ORDER BY p.n"
+    ).to_arrow_table()
+    for name in ("latest_decision", "latest_reviewer", "cluster"):
+        rows = rows.append_column(name, extra.column(name))
+    return rows
+
+
+def page(
+    run: ReviewRun, f: QueueFilter, sort: QueueSort = QueueSort(), offset: int = 0, limit: int = 50
+) -> pa.Table:
+    """Rows ``offset .. offset + limit`` of the filtered, sorted queue (see ``rows_at`` for columns)."""
+    return rows_at(run, page_ids(run, f, sort, offset, limit).column("pos").to_pylist())
+
+
+def row_ids(run: ReviewRun, f: QueueFilter, sort: QueueSort = QueueSort()) -> pa.Array:
+    """Every row id of the filtered queue in queue order (what a bulk decision over a filter takes)."""
+    q = _build(run, f)
+    extra, order, extra_params = _order(sort)
+    table = (
+        _cursor(run, f)
+        .sql(
+            f"SELECT row_id{extra} FROM {_from(q)} WHERE {' AND '.join(q.where)} ORDER BY {order}",
+            params=extra_params + q.params,
+        )
+        .to_arrow_table()
+    )
+    return table.column("row_id").combine_chunks()
+
+
+def row_at(run: ReviewRun, f: QueueFilter, sort: QueueSort, position: int) -> str | None:
+    """The row id at ``position`` (0-based) of the queue, None past its end."""
+    if position < 0:
+        return None
+    got = page_ids(run, f, sort, position, 1)
+    return got.column("row_id")[0].as_py() if got.num_rows else None
+
+
+def next_after_decision(
+    run: ReviewRun, f: QueueFilter, sort: QueueSort, position: int, row_id: str
+) -> tuple[str | None, int]:
+    """Where the reviewer goes once ``row_id`` (at ``position``) is decided: the next row of the queue
+    and its position. If the decision took the row out of the queue (an "undecided" queue), the next
+    row now sits at the same position; one query over the two rows from ``position`` tells which."""
+    got = page_ids(run, f, sort, position, 2).column("row_id").to_pylist()
+    if got and got[0] == row_id:  # still in the queue: go one further
+        return (got[1], position + 1) if len(got) > 1 else (None, position + 1)
+    return (got[0], position) if got else (None, position)
+
+
+# --- what the filters can choose from --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facets:
+    reasons: tuple[str, ...]
+    severities: tuple[str, ...]
+    shards: tuple[str, ...]
+    scores: tuple[str, ...]  # score names of the run's flags
+    clusters: tuple[int, ...]
+
+
+def facets(run: ReviewRun) -> Facets:
+    cur = run.db()
+    reasons = [
+        r for (r,) in cur.execute("SELECT DISTINCT unnest(reasons) AS r FROM flags ORDER BY r").fetchall()
+    ]
+    present = {s for (s,) in cur.execute("SELECT DISTINCT severity FROM flags").fetchall()}
+    shards = [s for (s,) in cur.execute("SELECT DISTINCT shard_id FROM flags ORDER BY shard_id").fetchall()]
+    scores = [
+        s
+        for (s,) in cur.execute(
+            "SELECT DISTINCT unnest(map_keys(scores)) AS s FROM flags ORDER BY s"
+        ).fetchall()
+    ]
+    clusters: list[int] = []
+    if has_view(run, "clusters"):
+        clusters = [
+            int(c) for (c,) in cur.execute("SELECT cluster FROM clusters ORDER BY cluster").fetchall()
+        ]
+    return Facets(
+        tuple(reasons),
+        tuple(s for s in SEVERITIES if s in present),
+        tuple(shards),
+        tuple(scores),
+        tuple(clusters),
+    )
+
+
+# --- rows that are never rendered ----------------------------------------------------------------
+
+
+def never_rendered_count(run: ReviewRun) -> int:
+    return int(run.db().execute("SELECT count(*) FROM flags WHERE never_render").fetchone()[0])  # type: ignore[index]
+
+
+def never_rendered(run: ReviewRun, offset: int = 0, limit: int = 100) -> pa.Table:
+    """Row ids only (in flags order) of the flagged rows never rendered anywhere."""
+    return (
+        run.db()
+        .sql(
+            "SELECT row_id FROM flags WHERE never_render ORDER BY pos LIMIT ? OFFSET ?",
+            params=[limit, offset],
+        )
+        .to_arrow_table()
+    )
+
+
+def flags_of(run: ReviewRun, ids: Sequence[str]) -> pa.Table:
+    """The flag rows (PAGE_COLUMNS and never_render) of ``ids`` that are flagged, in the order given."""
+    cur = run.db()
+    cur.register(
+        "wanted", pa.table({"row_id": pa.array(list(ids), pa.string()), "n": pa.array(range(len(ids)))})
+    )
+    return cur.sql(
+        f"SELECT {', '.join('f.' + c for c in PAGE_COLUMNS)}, f.never_render FROM wanted w "
+        "JOIN flags f USING (row_id) ORDER BY w.n"
+    ).to_arrow_table()
