@@ -27,10 +27,10 @@ help: ## list the targets
 
 setup: $(STAMP) system-deps ## create .venv and install mmaudit with pinned dependencies (idempotent)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock requirements-build.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q -c requirements.lock -e ".[$(FAISS),dev]"
+	$(BIN)/python -m pip install -q --upgrade "pip>=25.3"  # --build-constraint
+	$(BIN)/python -m pip install -q -c requirements.lock --build-constraint requirements-build.lock -e ".[$(FAISS),dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
