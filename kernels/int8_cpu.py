@@ -3,6 +3,11 @@
 Every function takes NumPy arrays (or CPU torch tensors) and returns the same kind it was given.
 Why Numba: NumPy would widen the int8 codes to a float32 or int32 temporary the size of the
 float32 matrix, which is exactly the memory traffic the int8 format exists to avoid.
+
+Concept scoring multiplies int8 codes by int8 concept codes with AVX-512 VNNI (``vpdpbusd``, 64
+multiply-adds an instruction, ``audit.kernels.vnni``) where the CPU has it, applying each row
+block's scale to the exact int32 block dot products; elsewhere it dequantizes tiles into a
+single-threaded BLAS GEMM. Every kernel but that fallback is cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import scipy.linalg.cython_blas  # noqa: F401
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
+from audit.kernels import vnni
 from audit.kernels.quantize import (
     CODE_MAX,
     DEFAULT_BLOCK_SIZE,
@@ -108,8 +114,59 @@ def _paired_cosine(
         out[i] = acc / den if den > 0 else np.float32(0.0)
 
 
+@njit(cache=True)
+def _emit_tile(
+    part: np.ndarray,
+    i0: int,
+    thr: np.ndarray,
+    k: int,
+    scores: np.ndarray,
+    mask: np.ndarray,
+    top_v: np.ndarray,
+    top_i: np.ndarray,
+    col: np.ndarray,
+    bv: np.ndarray,
+    bi: np.ndarray,
+    xv: np.ndarray,
+    xi: np.ndarray,
+) -> None:
+    """Scores, mask and top-k of one tile of rows (``part``: (m, K) scores) while it is hot."""
+    m, num_concepts = part.shape
+    for r in range(m):
+        for c in range(num_concepts):
+            v = part[r, c]
+            scores[i0 + r, c] = v
+            mask[i0 + r, c] = v >= thr[c]
+            col[c, r] = v
+    if k == 0:
+        return
+    # Top-k with the rows in vector lanes and no data-dependent branches: each concept's
+    # score bubbles down k sorted slots by compare-and-select. Order: higher score first,
+    # then the lower concept index, so ties come out as in a stable sort.
+    for p in range(k):
+        for r in range(m):
+            bv[p, r] = -np.inf
+            bi[p, r] = num_concepts
+    for c in range(num_concepts):
+        for r in range(m):
+            xv[r] = col[c, r]
+            xi[r] = c
+        for p in range(k):
+            for r in range(m):
+                cur_v, cur_i, x_v, x_i = bv[p, r], bi[p, r], xv[r], xi[r]
+                take = (x_v > cur_v) | ((x_v == cur_v) & (x_i < cur_i))
+                bv[p, r] = x_v if take else cur_v
+                bi[p, r] = x_i if take else cur_i
+                xv[r] = cur_v if take else x_v
+                xi[r] = cur_i if take else x_i
+    for r in range(m):
+        for p in range(k):
+            top_v[i0 + r, p] = bv[p, r]
+            top_i[i0 + r, p] = bi[p, r]
+
+
 @njit(parallel=True)  # not cached: np.dot binds a BLAS function pointer, which Numba cannot cache
-def _concept_scores(
+def _concept_scores_blas(
     codes: np.ndarray,
     scales: np.ndarray,
     norms: np.ndarray,
@@ -123,12 +180,13 @@ def _concept_scores(
     top_v: np.ndarray,
     top_i: np.ndarray,
 ) -> None:
+    """Fallback without VNNI: each thread dequantizes an L2-sized tile (1/norm folded into the
+    scale) and runs one single-threaded BLAS GEMM on it."""
     n, d = codes.shape
     num_concepts = concepts_t.shape[1]
     ntiles = (n + tile - 1) // tile
-    # Each thread owns L2-sized scratch: dequantize a tile (1/norm folded into the scale) -> one
-    # single-threaded BLAS GEMM -> mask and top-k while the tile is hot. Tiles are handed out a few
-    # at a time, not split evenly up front, so a thread slowed by other load is not waited on.
+    # Tiles are handed out a few at a time, not split evenly up front, so a thread slowed by other
+    # load is not waited on.
     threads = numba.get_num_threads()
     bufs = np.empty((threads, tile, d), np.float32)
     cols = np.empty((threads, num_concepts, tile), np.float32)  # the scores tile, transposed
@@ -151,40 +209,116 @@ def _concept_scores(
                 for t in range(bs):
                     buf[r, base + t] = np.float32(codes[i, base + t]) * s
         part = np.dot(buf[:m], concepts_t)
-        col = cols[tid]
-        for r in range(m):
-            for c in range(num_concepts):
-                v = part[r, c]
-                scores[i0 + r, c] = v
-                mask[i0 + r, c] = v >= thr[c]
-                col[c, r] = v
-        if k == 0:
-            continue
-        # Top-k with the rows in vector lanes and no data-dependent branches: each concept's
-        # score bubbles down k sorted slots by compare-and-select. Order: higher score first,
-        # then the lower concept index, so ties come out as in a stable sort.
-        bv, bi, xv, xi = best_v[tid], best_i[tid], carry_v[tid], carry_i[tid]
-        for p in range(k):
-            for r in range(m):
-                bv[p, r] = -np.inf
-                bi[p, r] = num_concepts
-        for c in range(num_concepts):
-            for r in range(m):
-                xv[r] = col[c, r]
-                xi[r] = c
-            for p in range(k):
-                for r in range(m):
-                    cur_v, cur_i, x_v, x_i = bv[p, r], bi[p, r], xv[r], xi[r]
-                    take = (x_v > cur_v) | ((x_v == cur_v) & (x_i < cur_i))
-                    bv[p, r] = x_v if take else cur_v
-                    bi[p, r] = x_i if take else cur_i
-                    xv[r] = cur_v if take else x_v
-                    xi[r] = cur_i if take else x_i
-        for r in range(m):
-            for p in range(k):
-                top_v[i0 + r, p] = bv[p, r]
-                top_i[i0 + r, p] = bi[p, r]
+        _emit_tile(part, i0, thr, k, scores, mask, top_v, top_i,
+                   cols[tid], best_v[tid], best_i[tid], carry_v[tid], carry_i[tid])  # fmt: skip
     numba.set_parallel_chunksize(previous)
+
+
+@njit(parallel=True, cache=True)
+def _concept_scores_vnni(
+    words: np.ndarray,
+    scales: np.ndarray,
+    p: np.ndarray,
+    init: np.ndarray,
+    cscale: np.ndarray,
+    n: int,
+    nb: int,
+    kp: int,
+    thr: np.ndarray,
+    k: int,
+    tile: int,
+    scores: np.ndarray,
+    mask: np.ndarray,
+    top_v: np.ndarray,
+    top_i: np.ndarray,
+    threads: int,
+) -> None:
+    """int8 x int8 dot products with AVX-512 VNNI (``audit.kernels.vnni``): rows two at a time
+    against up to 64 concepts per call, one tile of rows per task; scores, mask and top-k of the
+    tile while it is hot. ``words``: the codes as uint32 (4 codes each); ``scales``: block scale
+    / row norm, flat (n, nb); ``p``, ``init``, ``cscale``: the concepts (``_vnni_concepts``);
+    ``threads``: Numba's thread count (per-thread scratch). Cached on disk: nothing in it binds a
+    runtime pointer (the caller sets the chunk size, ``numba.get_num_threads`` is passed in)."""
+    num_concepts = scores.shape[1]
+    d4 = words.shape[0] // n if n else 0
+    wpb = d4 // nb
+    nvec = kp // vnni.LANES
+    ntiles = (n + tile - 1) // tile
+    bufs = np.empty((threads, tile * kp), np.float32)
+    cols = np.empty((threads, num_concepts, tile), np.float32)
+    best_v = np.empty((threads, k, tile), np.float32)
+    best_i = np.empty((threads, k, tile), np.int32)
+    carry_v = np.empty((threads, tile), np.float32)
+    carry_i = np.empty((threads, tile), np.int32)
+    for tix in prange(ntiles):
+        tid = numba.get_thread_id()
+        buf = bufs[tid]
+        i0 = tix * tile
+        m = min(tile, n - i0)
+        for r in range(0, m, vnni.ROW_GROUP):
+            row = i0 + r
+            for v0 in range(0, nvec, vnni.MAX_VECTORS):
+                nv = min(vnni.MAX_VECTORS, nvec - v0)
+                args = (buf, r * kp + v0 * 16, kp, words, row * d4, d4, scales, row * nb, nb,
+                        p, v0 * 64, kp * 4, init, cscale, v0 * 16, kp, nb, wpb)  # fmt: skip
+                if r + 1 < m:
+                    if nv == 4:
+                        vnni.score_2x4(*args)
+                    elif nv == 3:
+                        vnni.score_2x3(*args)
+                    elif nv == 2:
+                        vnni.score_2x2(*args)
+                    else:
+                        vnni.score_2x1(*args)
+                elif nv == 4:
+                    vnni.score_1x4(*args)
+                elif nv == 3:
+                    vnni.score_1x3(*args)
+                elif nv == 2:
+                    vnni.score_1x2(*args)
+                else:
+                    vnni.score_1x1(*args)
+        part = buf[: m * kp].reshape(m, kp)[:, :num_concepts]
+        _emit_tile(part, i0, thr, k, scores, mask, top_v, top_i,
+                   cols[tid], best_v[tid], best_i[tid], carry_v[tid], carry_i[tid])  # fmt: skip
+
+
+def _vnni_concepts(unit_t: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The concepts as the VNNI kernel reads them: block-int8 codes of the (K, D) unit concepts,
+    K padded to a multiple of 16 with zero rows, laid out (block, word, concept, 4 bytes); the
+    accumulators' start ``-128 x block code sum`` (cancels the +128 offset of the row codes); and
+    the concept block scales over the dequantized concept's norm (so each is a unit vector again),
+    both (block, padded concepts). Returns (p, init, cscale, kp)."""
+    d, num_concepts = unit_t.shape
+    kp = -(-num_concepts // vnni.LANES) * vnni.LANES
+    padded = np.zeros((kp, d), np.float32)
+    padded[:num_concepts] = unit_t.T
+    q = quantize_int8_cpu(padded, block_size)
+    nb = d // block_size
+    codes = q.codes.reshape(kp, nb, block_size // 4, 4)
+    p = np.ascontiguousarray(codes.transpose(1, 2, 0, 3)).reshape(-1)
+    init = np.ascontiguousarray((-128 * codes.sum(axis=(2, 3), dtype=np.int32)).T, np.int32).reshape(-1)
+    inv = np.where(q.norms > 0, 1.0 / np.maximum(q.norms, 1e-30), 0.0).astype(np.float32)
+    cscale = np.ascontiguousarray((q.scales * inv[:, None]).T, np.float32).reshape(-1)  # unit again
+    return p, init, cscale, kp
+
+
+def scored_concepts(concepts: Any, dim: int, block_size: int = DEFAULT_BLOCK_SIZE) -> np.ndarray:
+    """(K, D) float32 unit vectors: the concepts exactly as concept scoring sees them. With VNNI,
+    their block-int8 codes dequantized and renormalised (the kernel multiplies int8 by int8), which
+    adds a quantization error of the same size as the rows' own (the error bound covers both)."""
+    unit = _unit_concepts_t(concepts, dim).T
+    if not vnni.has_vnni():
+        return np.ascontiguousarray(unit)
+    deq = dequantize_int8_cpu(quantize_int8_cpu(unit, block_size))
+    return deq / np.maximum(np.linalg.norm(deq, axis=1, keepdims=True), 1e-30)
+
+
+def concept_engine() -> str:
+    """What concept scoring runs on this CPU (recorded by the benchmark)."""
+    if vnni.has_vnni():
+        return "avx512-vnni vpdpbusd on int8 codes x int8 concepts (Numba + LLVM intrinsic)"
+    return "float32 BLAS sgemm on dequantized tiles (no AVX-512 VNNI on this CPU)"
 
 
 def _numpy(q: QuantizedEmbeddings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,22 +389,20 @@ def concept_scores_int8_cpu(
     mask = np.empty((n, num_concepts), np.bool_)
     top_v = np.empty((n, k), np.float32)
     top_i = np.empty((n, k), np.int32)
-    if n:
+    thr = thresholds_for(threshold, num_concepts)
+    if n and vnni.has_vnni():
+        p, init, cscale, kp = _vnni_concepts(unit_t, x.block_size)
+        inv = np.where(norms > 0, np.float32(1.0) / np.maximum(norms, np.float32(1e-30)), np.float32(0.0))
+        row_scales = np.ascontiguousarray(scales * inv[:, None], np.float32).reshape(-1)
+        words = codes.reshape(-1).view(np.uint32)
+        threads = numba.get_num_threads()
+        with numba.parallel_chunksize(TILES_PER_GRAB):  # a few tiles per grab: no waiting on a slow thread
+            _concept_scores_vnni(words, row_scales, p, init, cscale, n, scales.shape[1], kp, thr, k,
+                                 CONCEPT_TILE_ROWS, scores, mask, top_v, top_i, threads)  # fmt: skip
+    elif n:
         with _BLAS.limit(limits=1, user_api="blas"):  # the kernel's own threads run the GEMMs
-            _concept_scores(
-                codes,
-                scales,
-                norms,
-                x.block_size,
-                unit_t,
-                thresholds_for(threshold, num_concepts),
-                k,
-                CONCEPT_TILE_ROWS,
-                scores,
-                mask,
-                top_v,
-                top_i,
-            )
+            _concept_scores_blas(codes, scales, norms, x.block_size, unit_t, thr, k,
+                                 CONCEPT_TILE_ROWS, scores, mask, top_v, top_i)  # fmt: skip
     return ConceptScores(*_like(x.codes, scores, mask, top_v, top_i))
 
 

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from audit.kernels import vnni
 from audit.kernels.bench import topk_overlap
 from audit.kernels.int8_cpu import (
     concept_scores_int8_cpu,
     dequantize_int8_cpu,
     paired_cosine_int8_cpu,
     quantize_int8_cpu,
+    scored_concepts,
 )
 from audit.kernels.reference import concept_scores_ref, paired_cosine_ref
 
@@ -89,9 +91,11 @@ def test_concept_outputs_are_consistent_with_the_scores(
 def test_concept_scores_equal_float32_scoring_of_the_dequantized_rows(
     pairs: tuple[np.ndarray, np.ndarray], concepts: np.ndarray
 ) -> None:
+    """Against the concepts as the kernel scores them: with VNNI, their own block-int8 codes."""
     q = quantize_int8_cpu(pairs[0][:3000])
     got = concept_scores_int8_cpu(q, concepts, k=5, threshold=0.1)
-    ref = concept_scores_ref(dequantize_int8_cpu(q), concepts, k=5, threshold=0.1)
+    seen = scored_concepts(concepts, q.dim, q.block_size)
+    ref = concept_scores_ref(dequantize_int8_cpu(q), seen, k=5, threshold=0.1)
     np.testing.assert_allclose(got.scores, ref.scores, atol=2e-6)
     assert np.mean(got.top_indices == ref.top_indices) > 0.999
 
@@ -140,3 +144,28 @@ def test_concept_scoring_of_empty_and_torch_inputs(concepts: np.ndarray) -> None
     np.testing.assert_array_equal(
         got.top_indices[:, 0].numpy(), np.arange(64)
     )  # each concept is its own best
+
+
+@pytest.mark.skipif(not vnni.has_vnni(), reason="this CPU has no AVX-512 VNNI")
+def test_vnni_and_blas_concept_kernels_agree_and_both_keep_the_bound(
+    pairs: tuple[np.ndarray, np.ndarray], concepts: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every row count parity and concept count that is not a multiple of 16 takes a tail path."""
+    images = pairs[0][:4001]
+    ref = concept_scores_ref(images, concepts[:37], k=4, threshold=0.2)
+    q = quantize_int8_cpu(images)
+    fast = concept_scores_int8_cpu(q, concepts[:37], k=4, threshold=0.2)
+    monkeypatch.setattr(vnni, "has_vnni", lambda: False)
+    slow = concept_scores_int8_cpu(q, concepts[:37], k=4, threshold=0.2)
+    for got in (fast, slow):
+        assert np.percentile(np.abs(got.scores - ref.scores), 99.9) <= BOUND
+        assert topk_overlap(got.top_indices, ref.top_indices) >= 0.95
+    assert np.abs(fast.scores - slow.scores).max() <= 2 * BOUND
+    np.testing.assert_array_equal(fast.mask, fast.scores >= np.float32(0.2))
+
+
+def test_vnni_kernel_is_cached_on_disk() -> None:
+    """The concept kernel binds no runtime pointer, so Numba can cache it (no JIT per worker)."""
+    from audit.kernels import int8_cpu
+
+    assert int8_cpu._concept_scores_vnni._cache.__class__.__name__ == "FunctionCache"
