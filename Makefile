@@ -85,7 +85,7 @@ bench-memory: setup ## peak memory 10 vs 100 shards and a growing shard; end-to-
 bench-kernels: setup ## int8 kernels vs float32 (CPU) / float16 (CUDA) on 1M x 512
 	$(BIN)/python -m audit.kernels.bench --out bench/results/kernels.json --rows $(BENCH_ROWS) --dim $(BENCH_DIM)
 
-bench-scorers: setup ## captions/s per text scorer (one core), images/s for open_nsfw
+bench-scorers: setup ## captions/s per text scorer and language detection (one core); images/s for open_nsfw, NudeNet, OCR, PDQ; PDQ hashes/s vs 10^6 hashes
 	$(BIN)/python -m audit.benchmarks.scorers --out bench/results/scorers.json
 
 bench-neighbours: setup ## FAISS near-duplicates/clusters/outliers on 1M synthetic 512-d vectors

@@ -15,7 +15,7 @@ from audit.errors import AuditError, ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
 TextScorerName = Literal["profanity_check", "hatesonar", "detoxify", "lexicon", "pii"]
-ImageScorerName = Literal["opennsfw", "clip_nsfw"]
+ImageScorerName = Literal["opennsfw", "clip_nsfw", "nudenet"]
 
 
 class _Section(BaseModel):
@@ -51,13 +51,24 @@ class TextSettings(_Section):
     detoxify: DetoxifySettings = DetoxifySettings()
 
 
+class OcrSettings(_Section):
+    """Text inside images (rapidocr, PP-OCRv6): read it, then run the text scorers on it as a second
+    text side (``ocr_*`` columns). Seconds per text-heavy image on a CPU: turn it off for a quick
+    pass (``images.ocr.enabled=false``); the cascade runs it in its expensive tier."""
+
+    enabled: bool = True
+    max_side: int = Field(640, ge=32, le=4096)  # detection input's longest side, pixels
+    min_line_confidence: float = Field(0.5, ge=0, le=1)  # recognised lines below it are dropped
+    max_chars: int = Field(2000, ge=1)  # text kept per image
+
+
 class ImageSettings(_Section):
     # PIL's own decompression-bomb limit; larger images are quarantined, not decoded.
     max_pixels: int = Field(89_478_485, ge=1)
     # On CUDA, decode JPEGs on the GPU (torchvision/nvJPEG), other images and failures with PIL.
     # Pixels can differ from PIL's by rounding, so it is part of the scoring hash. No effect on CPU.
     gpu_decode: bool = True
-    scorers: tuple[ImageScorerName, ...] = ("opennsfw",)
+    scorers: tuple[ImageScorerName, ...] = ("opennsfw", "nudenet")
     batch_size: int = Field(32, ge=1)
     # LAION's CLIP-embedding NSFW head (torch state dict); required when clip_nsfw is listed
     clip_nsfw_weights: str | None = None
@@ -65,6 +76,19 @@ class ImageSettings(_Section):
     # known-bad hash lists (see docs/hash-lists.md); a match is never rendered anywhere
     known_bad_lists: tuple[str, ...] = ()
     phash_max_distance: int = Field(6, ge=0, le=64)
+    # PDQ (256-bit): the PDQ authors' recommended match threshold is 31 differing bits
+    pdq_max_distance: int = Field(31, ge=0, le=256)
+    # PDQ hashes of featureless images (quality under this) are recorded but never matched
+    pdq_min_quality: int = Field(50, ge=0, le=100)
+    ocr: OcrSettings = OcrSettings()
+
+
+class LanguageSettings(_Section):
+    """Language detection (fastText lid.176) of captions and image text; scorers outside their
+    languages give null and ``not_applicable``. Below ``min_confidence`` a text is ``und``
+    (undetermined) and every scorer runs on it."""
+
+    min_confidence: float = Field(0.5, ge=0, le=1)
 
 
 class DaskSettings(_Section):
@@ -134,6 +158,7 @@ class AuditConfig(_Section):
     clip: ClipSettings = ClipSettings()
     text: TextSettings = TextSettings()
     images: ImageSettings = ImageSettings()
+    languages: LanguageSettings = LanguageSettings()
     dask: DaskSettings = DaskSettings()
     energy: EnergySettings = EnergySettings()
     neighbours: NeighbourSettings = NeighbourSettings()

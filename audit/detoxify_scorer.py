@@ -15,6 +15,7 @@ import numpy as np
 from audit.clip_model import file_sha256, hub_offline
 from audit.config import DetoxifySettings
 from audit.errors import ModelLoadError
+from audit.languages import DETOXIFY_MULTILINGUAL, ENGLISH
 from audit.schemas import ModelRecord
 from audit.text_scorers import bounded_prefix
 
@@ -82,6 +83,8 @@ class DetoxifyScorer:
                 "give text.detoxify.checkpoint and huggingface_config_path for an offline load"
             ) from None
         self.model.to(device).eval()
+        # the multilingual model (XLM-R) reads 7 languages; original and unbiased (BERT) English only
+        self.languages = DETOXIFY_MULTILINGUAL if settings.model_type == "multilingual" else ENGLISH
         self.record = ModelRecord(
             name=f"detoxify:{settings.model_type}",
             source=source,

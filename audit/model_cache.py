@@ -11,6 +11,9 @@ from audit.config import AuditConfig
 from audit.devices import resolve_device
 from audit.hashlists import KnownBadLists
 from audit.image_scorers import ClipNsfwScorer, OpenNsfwScorer
+from audit.languages import LanguageDetector
+from audit.nudenet_scorer import NudeNetScorer
+from audit.ocr import OcrReader
 from audit.rules import RuleSet, load_rules
 from audit.schemas import ModelRecord
 from audit.text_scorers import TextScorer, load_text_scorers
@@ -26,12 +29,18 @@ class Models:
     concepts: ConceptProbes | None
     rules: RuleSet
     device: str
+    languages: LanguageDetector | None = None
+    nudenet: NudeNetScorer | None = None
+    ocr: OcrReader | None = None
 
     def records(self) -> dict[str, ModelRecord]:
         out = {"clip": self.clip.record, **{t.name: t.record for t in self.text}}
-        for scorer in (self.opennsfw, self.clip_nsfw):
+        for scorer in (self.opennsfw, self.clip_nsfw, self.languages, self.nudenet):
             if scorer is not None:
                 out[scorer.name] = scorer.record
+        if self.ocr is not None:
+            out[self.ocr.name] = self.ocr.record
+            out.update(self.ocr.records)
         if self.concepts is not None:
             bank = self.concepts.bank
             out["concepts"] = ModelRecord(
@@ -57,12 +66,25 @@ def _build(config_json: str) -> Models:
         clip_nsfw=ClipNsfwScorer(images.clip_nsfw_weights, clip.embed_dim, images.clip_nsfw_hidden, device)
         if "clip_nsfw" in images.scorers
         else None,
-        known_bad=KnownBadLists(images.known_bad_lists, images.phash_max_distance),
+        known_bad=KnownBadLists(images.known_bad_lists, images.phash_max_distance, images.pdq_max_distance),
         concepts=ConceptProbes.build(load_concept_bank(cfg.clip.concepts), clip.encode_texts)
         if cfg.clip.concepts
         else None,
         rules=load_rules(cfg.rules),
         device=device,
+        languages=LanguageDetector(cfg.languages.min_confidence),
+        nudenet=NudeNetScorer(device, intra_op_threads=cfg.dask.threads_per_worker)
+        if "nudenet" in images.scorers
+        else None,
+        ocr=OcrReader(
+            device=device,
+            threads=cfg.dask.threads_per_worker,
+            max_side=images.ocr.max_side,
+            min_line_confidence=images.ocr.min_line_confidence,
+            max_chars=images.ocr.max_chars,
+        )
+        if images.ocr.enabled
+        else None,
     )
 
 

@@ -75,6 +75,7 @@ def find_pii(text: str) -> list[str]:
 class PiiScorer:
     name = "pii"
     columns = ("pii_count", "pii_types")
+    languages = None  # e-mail, phone and card patterns are not language-bound (street addresses: English)
 
     def __init__(self) -> None:
         self.record = ModelRecord(

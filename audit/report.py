@@ -48,7 +48,7 @@ REPORT_FILES = ("report.html", "flags.csv", "flags.jsonl", "removal_list.txt", "
                 "flags.parquet", "removal_list.parquet", "removed_urls.parquet", "datacomp_removed_uids.npy",
                 "counts.json", "figures.json")  # fmt: skip
 # text fields of a flag the HTML may show; each is masked first
-_SHOWN_TEXT = ("key", "url", "caption", "reviewer", "note")
+_SHOWN_TEXT = ("key", "url", "caption", "ocr_text", "reviewer", "note")
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 _ENV.filters["pct"] = lambda v: "–" if v is None else f"{v:.1%}"

@@ -52,6 +52,7 @@ CSV_COLUMNS = (
     "row_index",
     "url",
     "caption",
+    "ocr_text",
     "reasons",
     "rules",
     "severity",
@@ -66,8 +67,8 @@ CSV_COLUMNS = (
 )
 JSONL_COLUMNS = (*(c for c in CSV_COLUMNS if c not in ("removal", "removal_basis")), "severity_rank",
                  "removal", "removal_basis")  # fmt: skip
-AUTHORITY_COLUMNS = ("row_id", "key", "url", "reasons", "severity", "sha256", "image_phash", "known_bad_list",
-                     "known_bad_distance", "shard_id", "row_index")  # fmt: skip
+AUTHORITY_COLUMNS = ("row_id", "key", "url", "reasons", "severity", "sha256", "image_phash", "image_pdq",
+                     "known_bad_list", "known_bad_distance", "shard_id", "row_index")  # fmt: skip
 EXPORTED_FLAGS_SCHEMA = pa.schema(
     [
         *FLAGS_SCHEMA,

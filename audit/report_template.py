@@ -51,7 +51,7 @@ counted here. Every number below is also in figures.json.</p>
 
 <nav><ol>
 <li><a href="#sec-rows">Rows</a></li><li><a href="#sec-flags">Flags by reason and severity</a></li>
-<li><a href="#sec-scores">Score distributions</a></li><li><a href="#sec-sweep">CLIP-similarity threshold sweep</a></li>
+<li><a href="#sec-languages">Languages</a></li><li><a href="#sec-scores">Score distributions</a></li><li><a href="#sec-sweep">CLIP-similarity threshold sweep</a></li>
 <li><a href="#sec-crosstab">NSFW tag against caption harms</a></li><li><a href="#sec-terms">Lexicon terms</a></li>
 <li><a href="#sec-shards">Per-shard rates</a></li><li><a href="#sec-clusters">Cluster hot spots</a></li>
 <li><a href="#sec-duplicates">Duplicates</a></li><li><a href="#sec-decisions">Reviewer decisions</a></li>
@@ -103,6 +103,28 @@ counted here. Every number below is also in figures.json.</p>
 <h3>Rules not applied</h3>
 <ul>{% for rule, why in s.skipped_rules.items() %}<li><code>{{ rule }}</code>: {{ why }}</li>{% endfor %}</ul>
 {% endif %}
+
+<h2 id="sec-languages">Languages</h2>
+<p>Scored rows by caption language (fastText lid.176; <code>und</code>: too short or mixed to tell,
+every scorer ran; <code>none</code>: no caption scored). A scorer outside its languages gives no score on
+a row (null, never a clean value) and is counted under "not applicable".</p>
+<table id="languages"><tr><th>language</th><th>rows</th><th>flagged</th><th>flag reasons</th>
+<th>not applicable (scorer: rows)</th></tr>
+{% for lang, c in s.languages.items() %}<tr><td><code>{{ lang }}</code></td><td class="num">{{ c.rows }}</td>
+<td class="num">{{ c.rows_flagged }}</td>
+<td>{% for r, n in c.flags_by_reason.items() %}{{ r }}: {{ n }}{% if not loop.last %}; {% endif %}{% endfor %}</td>
+<td>{% for name, n in c.not_applicable.items() %}{{ name }}: {{ n }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>
+{% else %}<tr><td colspan="5">no language detected (no caption scored)</td></tr>{% endfor %}
+</table>
+<h3>Text read from images, by its language</h3>
+<table id="image-text-languages"><tr><th>language</th><th>rows with text</th><th>flagged</th><th>flag reasons</th>
+<th>not applicable (scorer: rows)</th></tr>
+{% for lang, c in s.image_text_languages.items() %}<tr><td><code>{{ lang }}</code></td><td class="num">{{ c.rows }}</td>
+<td class="num">{{ c.rows_flagged }}</td>
+<td>{% for r, n in c.flags_by_reason.items() %}{{ r }}: {{ n }}{% if not loop.last %}; {% endif %}{% endfor %}</td>
+<td>{% for name, n in c.not_applicable.items() %}{{ name }}: {{ n }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>
+{% else %}<tr><td colspan="5">no text read from any image (OCR off, or none found)</td></tr>{% endfor %}
+</table>
 
 <h2 id="sec-scores">Score distributions</h2>
 {% set d = f.score_distributions %}
@@ -239,12 +261,13 @@ that is not a 32-hex-digit uid: they are not in datacomp_removed_uids.npy (they 
  never-render rules): they are counted here and listed by row id, with their hashes, only in
  authority_report.csv.</p>
 <table id="flagged-pairs">
-<tr><th>row id</th><th>key</th><th>url</th><th>caption</th><th>reasons</th><th>severity</th><th>scores</th>
+<tr><th>row id</th><th>key</th><th>url</th><th>caption</th><th>text in image</th><th>reasons</th><th>severity</th><th>scores</th>
 <th>decision</th><th>removal</th></tr>
 {% for r in rows %}
 <tr><td class="key"><code>{{ r.row_id }}</code></td><td class="key"><code>{{ r.key }}</code></td>
 <td class="url">{{ r.url or "" }}</td>
 <td class="caption">{{ r.caption or "" }}</td>
+<td class="caption ocr-text">{{ r.ocr_text or "" }}</td>
 <td>{{ r.reasons|join(", ") }}</td><td class="sev-{{ r.severity }}">{{ r.severity }}</td>
 <td>{{ r.scores_text }}</td><td>{{ r.decision or "" }}</td><td>{{ r.removal_basis or "no" }}</td></tr>
 {% endfor %}

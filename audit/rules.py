@@ -236,8 +236,8 @@ def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> p
         out["render_blocked"].append(any(r.never_render for r in fired) or known_bad[i] is True)
     taken = scores.take(pa.array(rows, pa.int64()))
     for name in (
-        *("row_id", "key", "shard_id", "row_index", "url", "caption"),
-        *("known_bad_match", "sha256", "image_phash", "known_bad_list", "known_bad_distance"),
+        *("row_id", "key", "shard_id", "row_index", "url", "caption", "ocr_text"),
+        *("known_bad_match", "sha256", "image_phash", "image_pdq", "known_bad_list", "known_bad_distance"),
     ):
         out[name] = taken.column(name).to_pylist()
     return pa.table(out, schema=FLAGS_SCHEMA)

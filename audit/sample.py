@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from audit.schemas import IMG2DATASET_PARQUET_SCHEMA, LAION_METADATA_SCHEMA, WEBDATASET_SIDECAR_SCHEMA
 
@@ -168,6 +168,8 @@ def build_rows() -> list[SampleRow]:
     rows.extend(_odd_but_valid_images(images))
     rows.extend(_caption_cases(images))
     rows.extend(_known_bad_rows(rng))
+    rows.extend(_image_text_rows(images))
+    rows.extend(_non_english_rows(images))
     rows.extend(_malformed_rows(images))
     return rows
 
@@ -212,12 +214,92 @@ def _known_bad_rows(rng: np.random.Generator) -> list[SampleRow]:
             "known_bad",
             source="listed-by-phash",
         ),
+        # listed by PDQ only (ThreatExchange's hash): a resized, re-encoded copy, other bytes and pHash
+        SampleRow(
+            "known-bad-pdq",
+            "an abstract pattern of coloured shapes",
+            _jpeg(_pdq_listed().resize((200, 150)), quality=60),
+            "known_bad",
+            source="listed-by-pdq",
+        ),
+    ]
+
+
+def _pdq_listed() -> Image.Image:
+    """A generated texture with enough structure for a high PDQ quality (flat shapes score low)."""
+    rng = np.random.default_rng(SEED + 9)
+    im = Image.new("RGB", (256, 192), (250, 250, 245))
+    draw = ImageDraw.Draw(im)
+    for _ in range(40):
+        x0, y0 = (int(v) for v in rng.integers(0, 200, size=2))
+        w, h = (int(v) for v in rng.integers(20, 90, size=2))
+        colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x0 + w, y0 + h), fill=colour)
+    return im
+
+
+# Text rendered into images (OCR reads it): memes whose text is hateful while the caption is clean,
+# and a benign control. Pillow's bundled font (load_default with a size), so builds are identical
+# on every machine.
+IMAGE_TEXTS = [
+    ("meme-hateful-en", "DEATH TO EVERY FAGGOT", "my friends at the beach", "hateful_meme", "chelsea"),
+    ("meme-hateful-de", "TOD DEN KANAKEN", "Urlaubsfoto vom Strand mit Freunden", "hateful_meme", "coffee"),
+    ("text-benign-0", "HAPPY BIRTHDAY ANNA", "a birthday card for anna", "image_text_benign", "flower.jpg"),
+]
+
+
+def _render_text(base: Image.Image, text: str) -> Image.Image:
+    """Meme style: large white capitals with a black outline on a band across the photo."""
+    im = base.convert("RGB").resize((448, 336))
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=34)
+    draw.rectangle((0, 250, 448, 310), fill=(20, 20, 20))
+    draw.text((16, 258), text, font=font, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
+    return im
+
+
+def _image_text_rows(images: dict[str, Image.Image]) -> list[SampleRow]:
+    return [
+        SampleRow(
+            key, caption, _jpeg(_render_text(images[src], text)), case, source=src, extra={"image_text": text}
+        )
+        for key, text, caption, case, src in IMAGE_TEXTS
+    ]
+
+
+# Offensive captions in the five largest LAION-2B-multi languages checked (German, French, Spanish,
+# Russian, Japanese): the slur lexicons of those languages catch them, the English-only models are
+# not applicable; and benign ones, which nothing may flag.
+NON_ENGLISH_CAPTIONS = [
+    (
+        "offensive-de",
+        "Foto von diesen dreckigen Kanaken und Zigeunern in der Stadt",
+        "de",
+        "offensive_non_english",
+    ),
+    ("offensive-fr", "photo de ces sales bougnoules et nègres dans la rue", "fr", "offensive_non_english"),
+    ("offensive-es", "foto de esos maricones y sudacas de mierda en la calle", "es", "offensive_non_english"),
+    ("offensive-ru", "фотография этих грязных жидов и хачей на улице", "ru", "offensive_non_english"),
+    ("offensive-ja", "チョンは日本から出て行け、在日死ね", "ja", "offensive_non_english"),
+    ("benign-de", "eine getigerte Katze schaut in die Kamera", "de", "matching_non_english"),
+    ("benign-fr", "une tasse de café sur une soucoupe", "fr", "matching_non_english"),
+    ("benign-ru", "ракета на стартовой площадке перед запуском", "ru", "matching_non_english"),
+]
+_NON_ENGLISH_PHOTOS = ["moon", "clock", "brick", "grass", "colorwheel", "chelsea", "coffee", "rocket"]
+
+
+def _non_english_rows(images: dict[str, Image.Image]) -> list[SampleRow]:
+    return [
+        SampleRow(key, caption, _jpeg(images[src]), case, source=src, extra={"language": lang})
+        for (key, caption, lang, case), src in zip(NON_ENGLISH_CAPTIONS, _NON_ENGLISH_PHOTOS, strict=True)
     ]
 
 
 def known_bad_list_csv() -> str:
     """The sample's hash list (docs/hash-lists.md format) for the two known-bad stand-ins."""
     import imagehash
+
+    from audit.pdq import pdq_hash
 
     exact = _jpeg(_shape("square", "blue", np.random.default_rng(SEED + 7)))
     listed = _shape("circle", "green", np.random.default_rng(SEED + 8)).rotate(20, fillcolor=(255, 255, 255))
@@ -228,6 +310,7 @@ def known_bad_list_csv() -> str:
         f"sha256,{hashlib.sha256(KNOWN_BAD_UNDECODABLE).hexdigest()},sample-undecodable",
         f"md5,{hashlib.md5(b'not in the sample').hexdigest()},sample-unused",
         f"phash,{imagehash.phash(listed)},sample-perceptual",
+        f"pdq,{pdq_hash(_pdq_listed())[0]},sample-pdq",
     ]
     return "\n".join(lines) + "\n"
 

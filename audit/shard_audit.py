@@ -33,6 +33,9 @@ from audit.stages.concept_probes import score_concepts
 from audit.stages.decode_images import DecodeImagesConfig, decode_images, quarantine_unscorable
 from audit.stages.image_safety import ImageNsfwConfig, score_clip_nsfw, score_image_nsfw
 from audit.stages.known_bad import match_known_bad
+from audit.stages.languages import detect_caption_languages, scope_scores
+from audit.stages.nudity import score_nudity
+from audit.stages.ocr_text import read_image_text, score_image_text
 from audit.stages.similarity_analysis import analyse_similarity
 from audit.stages.text_safety import TextSafetyConfig, score_text_safety
 from audit.tables import conform
@@ -116,7 +119,9 @@ def score_shard_table(
         table, DecodeImagesConfig(max_pixels=cfg.images.max_pixels, jpeg_device=jpeg_device), decode_counts
     )
     # hash lists before any quarantine: every row with bytes or a sha256 is matched
-    table = match_known_bad(table, lists=models.known_bad, images=images)
+    table = match_known_bad(
+        table, lists=models.known_bad, images=images, pdq_min_quality=cfg.images.pdq_min_quality
+    )
     table = quarantine_unscorable(table)
     table = score_clip_similarity(
         table,
@@ -133,7 +138,23 @@ def score_shard_table(
         )
     if models.clip_nsfw is not None:
         table = score_clip_nsfw(table, model=models.clip_nsfw)
-    return score_text_safety(table, TextSafetyConfig(batch_size=cfg.text.batch_size), scorers=models.text)
+    if models.nudenet is not None:
+        table = score_nudity(table, model=models.nudenet, images=images, batch_size=cfg.images.batch_size)
+    table = score_text_safety(table, TextSafetyConfig(batch_size=cfg.text.batch_size), scorers=models.text)
+    return score_languages_and_image_text(table, models, images, cfg.text.batch_size)
+
+
+def score_languages_and_image_text(table: pa.Table, models: Models, images, batch_size: int) -> pa.Table:
+    """Caption languages null the scores of scorers not valid for them (not_applicable); then the
+    text read from each image (OCR, the expensive tier) is scored as a second text side."""
+    if models.languages is None:
+        return table
+    table = detect_caption_languages(table, detector=models.languages)
+    table = scope_scores(table, models.text, language_column="caption_language")
+    if models.ocr is not None:
+        table = read_image_text(table, reader=models.ocr, images=images)
+        table = score_image_text(table, scorers=models.text, detector=models.languages, batch_size=batch_size)
+    return table
 
 
 class _ParquetSink:

@@ -63,6 +63,7 @@ class ProfanityCheckScorer:
 
     name = "profanity_check"
     columns = ("text_offensive_prob",)
+    languages = frozenset({"en"})  # trained on English tweets and Wikipedia comments
 
     def __init__(self) -> None:
         from profanity_check import predict_prob
@@ -86,6 +87,7 @@ class HateSonarScorer:
 
     name = "hatesonar"
     columns = ("text_hate_prob", "text_sonar_offensive_prob")
+    languages = frozenset({"en"})  # Davidson et al.'s English tweets
     chunk = 64  # measured: small runs on one thread are ~3x faster than one big run
 
     def __init__(self, threads: int = 1) -> None:

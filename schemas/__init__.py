@@ -28,6 +28,7 @@ from audit.schemas.outputs import (
 )
 from audit.schemas.run_files import (
     CLIP_RANDOM_WARNING,
+    LanguageCounts,
     Manifest,
     ModelRecord,
     ShardRecord,
@@ -52,6 +53,7 @@ __all__ = [
     "SEVERITIES",
     "SOURCE_SCORE_COLUMNS",
     "WEBDATASET_SIDECAR_SCHEMA",
+    "LanguageCounts",
     "Manifest",
     "ModelRecord",
     "ScoreColumn",

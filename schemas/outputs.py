@@ -105,9 +105,70 @@ SCORE_COLUMNS: dict[str, ScoreColumn] = {
         ScoreColumn("image_phash", pa.string(), "known_bad", "64-bit perceptual hash (hex)"),
         ScoreColumn("known_bad_match", pa.bool_(), "known_bad", "matched a known-bad hash list"),
         ScoreColumn("known_bad_list", pa.string(), "known_bad", "list:algorithm:label of the match"),
-        ScoreColumn("known_bad_distance", pa.int32(), "known_bad", "pHash Hamming distance (0 for exact)"),
+        ScoreColumn(
+            "known_bad_distance", pa.int32(), "known_bad", "pHash or PDQ Hamming distance (0 for exact)"
+        ),
+        ScoreColumn(
+            "image_pdq", pa.string(), "known_bad", "256-bit PDQ hash (64 hex digits, ThreatExchange)"
+        ),
+        ScoreColumn("image_pdq_quality", pa.int32(), "known_bad", "PDQ quality 0-100 (<50: not matched)"),
+        # languages (fastText lid.176): ISO 639-1, "und" when undetermined
+        ScoreColumn("caption_language", pa.string(), "languages", "caption language (ISO 639-1 or und)"),
+        ScoreColumn("caption_language_conf", pa.float32(), "languages", "fastText top-1 probability"),
+        ScoreColumn(
+            "not_applicable",
+            pa.list_(pa.string()),
+            "languages",
+            "scorers whose score is null because the row's language is outside theirs "
+            "(ocr:<scorer> for the image text, ocr when the image's script is one OCR cannot read)",
+        ),
+        # NudeNet (YOLOv8 body-part detector): best confidence per group, 0.0 when none detected
+        ScoreColumn(
+            "nudenet_genitalia_exposed", pa.float32(), "nudity", "NudeNet max conf: exposed genitalia/anus"
+        ),
+        ScoreColumn(
+            "nudenet_breast_exposed", pa.float32(), "nudity", "NudeNet max conf: exposed female breast"
+        ),
+        ScoreColumn("nudenet_buttocks_exposed", pa.float32(), "nudity", "NudeNet max conf: exposed buttocks"),
+        ScoreColumn(
+            "nudenet_covered",
+            pa.float32(),
+            "nudity",
+            "NudeNet max conf: covered genitalia/breast/buttocks/anus",
+        ),
+        ScoreColumn("nudenet_exposed_max", pa.float32(), "nudity", "max of the three exposed groups"),
+        ScoreColumn("nudenet_exposed_count", pa.int32(), "nudity", "NudeNet detections of exposed parts"),
+        ScoreColumn(
+            "nudenet_class_max",
+            pa.map_(pa.string(), pa.float32()),
+            "nudity",
+            "NudeNet class -> best confidence",
+        ),
+        ScoreColumn(
+            "nudenet_class_counts", pa.map_(pa.string(), pa.int32()), "nudity", "NudeNet class -> detections"
+        ),
+        # text inside the image (rapidocr); the text scorers' ocr_* columns follow
+        ScoreColumn("ocr_text", pa.string(), "ocr", 'text read from the image ("": none found)'),
+        ScoreColumn("ocr_confidence", pa.float32(), "ocr", "mean recognition confidence of the lines"),
+        ScoreColumn("ocr_lines", pa.int32(), "ocr", "text lines read"),
+        ScoreColumn("ocr_language", pa.string(), "ocr", "language of the image text (ISO 639-1 or und)"),
+        ScoreColumn("ocr_language_conf", pa.float32(), "ocr", "fastText top-1 probability"),
     )
 }
+
+# The text scorers' columns, computed again on the text read from each image (ocr_<column>)
+TEXT_SCORE_COLUMNS = tuple(c.name for c in SCORE_COLUMNS.values() if c.stage == "text_safety")
+SCORE_COLUMNS.update(
+    {
+        f"ocr_{name}": ScoreColumn(
+            f"ocr_{name}",
+            SCORE_COLUMNS[name].type,
+            "ocr_text",
+            f"{SCORE_COLUMNS[name].description}, on ocr_text",
+        )
+        for name in TEXT_SCORE_COLUMNS
+    }
+)
 
 # Input columns that rules may also use (the dataset's own scores).
 SOURCE_SCORE_COLUMNS = ("source_similarity", "source_punsafe", "source_pwatermark", "source_nsfw")
@@ -125,6 +186,8 @@ FLAGS_SCHEMA = _versioned(
         pa.field("row_index", pa.int64(), nullable=False),
         pa.field("url", pa.string()),
         pa.field("caption", pa.string()),
+        # text read from the image (OCR): shown masked like the caption
+        pa.field("ocr_text", pa.string()),
         pa.field("reasons", pa.list_(pa.string()), nullable=False),
         pa.field("rules", pa.list_(pa.string()), nullable=False),
         pa.field("severity", pa.string(), nullable=False),
@@ -140,6 +203,7 @@ FLAGS_SCHEMA = _versioned(
         # what an authority needs to act on a match, without the bytes (authority_report.csv)
         pa.field("sha256", pa.string()),
         pa.field("image_phash", pa.string()),
+        pa.field("image_pdq", pa.string()),
         pa.field("known_bad_list", pa.string()),
         pa.field("known_bad_distance", pa.int32()),
         # known-bad matches and never-render rules: never rendered, thumbnailed or copied anywhere

@@ -56,6 +56,16 @@ class ShardRecord(_Doc):
     image_decoders: dict[str, int] = Field(default_factory=dict)
 
 
+class LanguageCounts(_Doc):
+    """One language's share of a run: rows, flagged rows and their reasons, and per scorer the rows
+    where it was not applicable (null score: the language is outside the scorer's)."""
+
+    rows: int = 0
+    rows_flagged: int = 0
+    flags_by_reason: dict[str, int] = Field(default_factory=dict)
+    not_applicable: dict[str, int] = Field(default_factory=dict)
+
+
 class Summary(_Doc):
     schema_version: str = RUN_FILES_VERSION
     run_name: str
@@ -87,6 +97,10 @@ class Summary(_Doc):
     # img2dataset download outcome of the rows that went through a fetch: status -> rows, and
     # failure reasons -> rows
     fetch: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # scored rows by caption language (ISO 639-1; "und": undetermined, "none": no caption scored),
+    # and rows with text read from the image by that text's language
+    languages: dict[str, LanguageCounts] = Field(default_factory=dict)
+    image_text_languages: dict[str, LanguageCounts] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _rows_accounted_for(self) -> Summary:

