@@ -70,6 +70,14 @@ def _unspaced(ch: str) -> bool:
     return "\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
 
 
+def on_word_boundaries(text: str, begin: int, end: int) -> bool:
+    """Whether text[begin:end + 1] is a whole word (or words): no letter or digit right before or
+    after it, except at the edge of a term in kana or CJK ideographs (written without spaces)."""
+    if begin > 0 and text[begin - 1].isalnum() and not _unspaced(text[begin]):
+        return False
+    return not (end + 1 < len(text) and text[end + 1].isalnum() and not _unspaced(text[end]))
+
+
 @dataclass(frozen=True)
 class LexiconMatch:
     category: str
@@ -131,9 +139,7 @@ class Lexicon:
         for end, matches in self.automaton.iter(joined):
             term_len = len(matches[0].term)
             begin = end - term_len + 1
-            if (begin > 0 and joined[begin - 1].isalnum() and not _unspaced(joined[begin])) or (
-                end + 1 < len(joined) and joined[end + 1].isalnum() and not _unspaced(joined[end])
-            ):
+            if not on_word_boundaries(joined, begin, end):
                 continue  # inside a longer word: "Scunthorpe" is not a match
             row = bisect.bisect_right(starts, begin) - 1
             out.setdefault(row, []).extend(matches)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from audit.lexicon import Lexicon, normalize
+from audit.lexicon import Lexicon, normalize, on_word_boundaries
 
 MASK = "*"
 
@@ -31,7 +31,7 @@ class Masker:
         out = []
         for end, matches in self.lexicon.automaton.iter(norm):
             begin = end - len(matches[0].term) + 1
-            if (begin > 0 and norm[begin - 1].isalnum()) or (end + 1 < len(norm) and norm[end + 1].isalnum()):
+            if not on_word_boundaries(norm, begin, end):
                 continue  # inside a longer word, as the scorer decides
             out.append((origin[begin], origin[end] + 1))
             self.masked_terms.add(matches[0].term)

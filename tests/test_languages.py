@@ -123,3 +123,12 @@ def test_japanese_terms_match_inside_a_sentence_and_latin_ones_only_on_word_boun
 def test_a_term_listed_in_several_languages_counts_once() -> None:
     out = LexiconScorer().score(["porno"])  # in the English, German, French and Spanish lists
     assert out["lexicon_sexual_hits"].tolist() == [1] and out["lexicon_terms"] == [["sexual:porno"]]
+
+
+def test_the_report_masks_japanese_terms_inside_a_sentence_as_the_scorer_matches_them() -> None:
+    from audit.lexicon import Lexicon
+    from audit.report_mask import Masker
+
+    masker = Masker(Lexicon())
+    assert masker.mask("チョンは日本から出て行け、在日死ね") == "チ**は日本から出て行け、在***"
+    assert masker.mask("Scunthorpe") == "Scunthorpe" and masker.mask("TOD DEN KANAKEN") == "T** *** K******"
