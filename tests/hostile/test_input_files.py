@@ -393,7 +393,9 @@ def _(f: Path, clip: Path):
     (run / "scores").mkdir(parents=True)
     (run / "manifest.json").write_text(json.dumps({"config_hash": "0123456789abcdef", "shards": []}))
     write_parquet(run / "scores" / "a.parquet", _laion(URL=_urls(1), TEXT=pa.array(["a"])))
-    return _audit(f, clip, [run], (str(run),))
+    # a run's quarantine.parquet has url and caption columns: read as a shard, it would audit
+    write_parquet(run / "quarantine.parquet", pa.table({"row_id": ["a:0"], "url": ["u"], "caption": ["a"]}))
+    return _audit(f, clip, [run], (str(run), "run folder"))
 
 
 @case("out-is-an-existing-file")
