@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -195,11 +196,20 @@ def datacomp_shard(folder: Path, stem: str, metadata: pa.Table, npz: dict[str, n
 
 
 def mmaudit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a subprocess, as a user runs it."""
+    """The real CLI in a subprocess, as a user runs it. Past ``timeout`` (keep it under the suite's
+    pytest timeout) its whole process group, Dask workers included, is killed, and TimeoutExpired
+    raised: a hung audit (a super-linear pattern, say) fails its test and leaves nothing running."""
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "audit.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+    cmd = [sys.executable, "-m", "audit.cli", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as proc:  # fmt: skip
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def audit_args(tiny_clip_dir: Path, out: Path, *extra: str) -> list[str]:

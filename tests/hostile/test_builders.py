@@ -4,6 +4,7 @@ intended way, and a well-formed one is read by the real discovery code as its fo
 from __future__ import annotations
 
 import io
+import socket
 import subprocess
 import tarfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from hostile_inputs import (
     jpeg,
     mib_digits_bait,
     mib_email_bait,
+    mmaudit,
     npy_bytes,
     one_error_line,
     png,
@@ -124,3 +126,14 @@ def test_one_error_line_accepts_only_one_clean_error() -> None:
     ):
         with pytest.raises(AssertionError):
             one_error_line(bad, 2)
+
+
+def test_mmaudit_past_its_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    # the dashboard serves until killed: the CLI and its Streamlit child must both be gone after
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(subprocess.TimeoutExpired):
+        mmaudit("dashboard", "--run", str(tmp_path / "run"), "--port", str(port), timeout=15)
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))

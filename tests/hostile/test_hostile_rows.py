@@ -520,7 +520,7 @@ def _load(out: Path, stderr: str) -> Run:
 
 
 def _audit(out: Path, *args: str) -> Run:
-    result = mmaudit(*args, timeout=900)
+    result = mmaudit(*args, timeout=480)  # under the suite's 600 s pytest timeout
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.returncode == 0, result.stderr[-3000:]
     return _load(out, result.stderr)
