@@ -146,7 +146,7 @@ class KnownBadLists:
                 else:
                     self.exact[(entry.algorithm, entry.value)] = (name, entry.label)
         self._phash = np.asarray(phashes, dtype=np.uint64)
-        self._pdq = PdqIndex(pdqs)
+        self._pdq = PdqIndex(pdqs, pdq_max_distance)
 
     def __len__(self) -> int:
         return len(self.exact) + len(self._phash) + len(self._pdq)
@@ -196,7 +196,7 @@ class KnownBadLists:
         distances, positions = self._pdq.nearest(hashes)
         out: list[HashMatch | None] = []
         for d, p in zip(distances.tolist(), positions.tolist(), strict=True):
-            if p < 0 or d > self.pdq_max_distance:
+            if p < 0:
                 out.append(None)
                 continue
             name, label = self.pdq_meta[p]

@@ -132,9 +132,36 @@ def test_a_million_hash_list_finds_the_near_copy_among_them() -> None:
     listed[777_777] = hex_to_bytes([target])[0]
     index = PdqIndex([row.tobytes().hex() for row in listed])
     assert len(index) == n
+    assert index.mode == "mih"
     distances, positions = index.nearest([pdq_hash(_reencoded(_texture(6)))[0], pdq_hash(_texture(7))[0]])
-    assert positions[0] == 777_777 and distances[0] <= 31
-    assert distances[1] > 31  # random 256-bit hashes are ~128 bits from anything real
+    assert positions[0] == 777_777 and 0 <= distances[0] <= 31
+    assert (distances[1], positions[1]) == (-1, -1)  # random 256-bit hashes are ~128 bits from anything
+
+
+@pytest.mark.parametrize("max_distance", [0, 15, 31, 47])
+def test_multi_index_hashing_finds_exactly_what_a_full_scan_finds(max_distance: int) -> None:
+    import faiss
+
+    rng = np.random.default_rng(max_distance)
+    n = PdqIndex.MIN_MIH_SIZE + 1000
+    listed = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    picks = rng.integers(0, n, 300)
+    bits = np.unpackbits(listed[picks], axis=1)
+    for row in bits:  # 0..max_distance + 8 flips: inside and just outside the threshold
+        row[rng.choice(256, size=int(rng.integers(0, max_distance + 9)), replace=False)] ^= 1
+    queries = np.packbits(bits, axis=1)
+    index = PdqIndex([r.tobytes().hex() for r in listed], max_distance)
+    assert index.mode == "mih"
+    distances, positions = index.nearest([r.tobytes().hex() for r in queries])
+    flat = faiss.IndexBinaryFlat(256)
+    flat.add(listed)
+    want_d, _ = flat.search(queries, 1)
+    within = want_d[:, 0] <= max_distance
+    assert within.any() and not within.all()
+    assert np.array_equal(distances >= 0, within)
+    assert np.array_equal(distances[within], want_d[within, 0])
+    found = positions[within]
+    assert (np.bitwise_count(listed[found] ^ queries[within]).sum(axis=1) == distances[within]).all()
 
 
 def _table(images: list[bytes]) -> pa.Table:
