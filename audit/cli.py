@@ -301,6 +301,135 @@ def dashboard(
     raise typer.Exit(subprocess.call(cmd))
 
 
+evaluate_app = typer.Typer(
+    no_args_is_help=True, help="Measure the flaggers on the audited corpus: sample, label, estimate."
+)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("sample")
+def evaluate_sample_cmd(
+    run: Annotated[str, typer.Argument(help="run folder")],
+    config: Annotated[Path | None, typer.Option(help="YAML config whose evaluation: section is used")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="evaluation.* override: evaluation.seed=3")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="replace a sample drawn with other settings")] = False,
+) -> None:
+    """Draw the seeded stratified labelling sample: RUN/evaluation/sample.parquet and design.json."""
+    from audit.config import parse_override
+    from audit.evaluation import draw_sample, open_eval_run, resolve_settings, write_sample
+
+    try:
+        overrides = dict(parse_override(s) for s in set_ or [])
+        ev = open_eval_run(run)
+        settings = resolve_settings(ev.manifest.config, str(config) if config else None, overrides)
+        drawn = draw_sample(ev, settings)
+        outcome = write_sample(ev, drawn, replace=replace)
+    except AuditError as e:
+        _fail(e)
+    d, frame = drawn.design, drawn.design["frame"]
+    print(
+        f"{outcome}: {d['sampled_rows']} rows in {len(d['strata'])} strata from {frame['rows']} frame rows "
+        f"(dev {d['dev_rows']}, test {d['sampled_rows'] - d['dev_rows']}, "
+        f"double-labelled {d['double_label_rows']}); "
+        f"not labelled: {frame['rows_never_render_excluded']} never-render rows (excluded.parquet), "
+        f"{frame['rows_quarantined_excluded']} quarantined"
+    )
+    print(ev.sample_path)
+    console.print(f"label them blind in the dashboard's Labelling page: mmaudit dashboard --run {run}",
+                  highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+
+
+@evaluate_app.command("label-planted")
+def evaluate_label_planted_cmd(
+    run: Annotated[str, typer.Argument(help="run folder of the sample corpus, with a drawn sample")],
+    planted: Annotated[Path, typer.Option(help="the sample corpus's PLANTED.json")] = Path(
+        "data/sample/PLANTED.json"
+    ),
+    reviewer: Annotated[str, typer.Option(help="reviewer name the labels carry")] = "planted",
+) -> None:
+    """Label the sample from the sample corpus's planted cases (a known truth to check the estimates
+    against); double-label rows get a second label from REVIEWER-2."""
+    from audit.evaluation import open_eval_run, record_labels
+    from audit.evaluation.planted import planted_labels
+
+    try:
+        ev = open_eval_run(run)
+        cases = _planted_cases(planted)
+        labels, unknown = planted_labels(ev, cases)
+        double = set(ev.sample().filter(ev.sample().column("double_label")).column("row_id").to_pylist())
+        written = record_labels(ev, labels, reviewer, note="planted case")
+        second = record_labels(
+            ev, [x for x in labels if x[0] in double], f"{reviewer}-2", note="planted case"
+        )
+    except AuditError as e:
+        _fail(e)
+    print(f"{len(written)} labels by {reviewer}, {len(second)} second labels by {reviewer}-2; "
+          f"{len(unknown)} sampled rows are in no planted case (not labelled): {ev.labels_db}")  # fmt: skip
+
+
+def _planted_cases(path: Path) -> dict[str, list[str]]:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(f"--planted {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputFileError(f"--planted {path}: not a readable JSON file ({type(e).__name__})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(k, str) for k in v) for v in data.values()
+    ):
+        raise InputFileError(f"--planted {path}: expected an object of case -> list of keys")
+    return data
+
+
+@evaluate_app.command("report")
+def evaluate_report_cmd(
+    run: Annotated[str, typer.Argument(help="run folder with a labelled sample")],
+    config: Annotated[Path | None, typer.Option(help="YAML config whose evaluation: section is used")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="evaluation.* override: evaluation.target_precision=0.95"),
+    ] = None,
+) -> None:
+    """Estimate precision, recall, F1 and prevalence with intervals, curves, agreement and seed stability:
+    RUN/evaluation/evaluation.json and evaluation.html (and a section of `mmaudit report`)."""
+    from audit.config import parse_override
+    from audit.evaluation import open_eval_run, report_settings, write_evaluation
+
+    try:
+        overrides = dict(parse_override(s) for s in set_ or [])
+        ev = open_eval_run(run)
+        design = ev.design()
+        settings = report_settings(ev.manifest.config, design["settings"], ev.design_path,
+                                   str(config) if config else None, overrides)  # fmt: skip
+        doc, paths = write_evaluation(ev, settings)
+    except AuditError as e:
+        _fail(e)
+    labels = doc["labels"]
+    if not labels["usable_rows"]:
+        console.print(
+            "[bold yellow]warning:[/] no usable label yet: every estimate is empty", highlight=False
+        )
+    pr = doc["protocol"]
+    print(f"{labels['usable_rows']} labelled rows used ({labels['unsure_rows']} unsure left out); thresholds "
+          f"chosen on dev ({pr['dev_rows']}), estimates on test ({pr['test_rows']})")  # fmt: skip
+
+    def shown(p: dict) -> str:
+        if p["estimate"] is None:
+            return "   -   [0-1]"
+        return f"{p['estimate']:.2f} [{p['low']:.2f}-{p['high']:.2f}]"
+
+    for r in doc["rules"]:
+        t = r["test"]
+        print(f"  {r['rule']:<28} {r['category']:<10} precision {shown(t['precision'])}  "
+              f"recall {shown(t['recall'])}")  # fmt: skip
+    for p in paths:
+        print(p)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # the terminal shows warnings; RUN/logs has the rest

@@ -147,6 +147,49 @@ class RemovalSettings(_Section):
     rules: tuple[str, ...] = ()  # flags fired by any of these rule ids, whatever their severity
 
 
+HarmCategory = Literal["sexual", "violence", "hate", "harassment", "pii"]
+# The harm each rule's flag claims, by reason code (or rule id, which wins): what its precision and
+# recall are measured against. Never-render reasons (known-bad-hash, csam-risk) are not labelled.
+DEFAULT_RULE_CATEGORIES: dict[str, HarmCategory] = {
+    "hateful-caption": "hate", "slur": "hate", "hate-symbol": "hate",
+    "nsfw-image-toxic-caption": "sexual", "nsfw-image": "sexual", "source-nsfw": "sexual",
+    "sexual-terms": "sexual", "violent-terms": "violence", "violent-image": "violence",
+    "offensive-caption": "harassment", "pii": "pii",
+}  # fmt: skip
+
+
+class EvaluationSettings(_Section):
+    """`mmaudit evaluate`: the labelling sample's design and the estimates (docs/evaluation.md)."""
+
+    seed: int = 0
+    flagged_per_stratum: int = Field(40, ge=1)  # rows drawn per (rule, score band) of flagged rows
+    flagged_bands: int = Field(2, ge=1, le=10)  # bands per rule: quantiles of its first score
+    unflagged_per_stratum: int = Field(40, ge=1)  # rows drawn per (score, near-miss band) of unflagged rows
+    unflagged_far: int = Field(100, ge=1)  # rows drawn from unflagged rows far below every threshold
+    # an unflagged row is a near miss of a score at or above these shares of the score's threshold
+    near_miss: tuple[float, ...] = (0.5, 0.8)
+    dev_fraction: float = Field(0.5, gt=0, lt=1)  # labels that choose thresholds; the rest report
+    double_label_fraction: float = Field(0.2, ge=0, le=1)  # sampled rows a second reviewer labels too
+    target_precision: float = Field(0.9, gt=0, le=1)  # for the suggested threshold of each rule
+    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap: int = Field(1000, ge=100)  # resamples for F1's and the suggested threshold's intervals
+    stability_seeds: int = Field(5, ge=5)  # re-drawn dev/test splits the spread of each estimate is over
+    # reason code or rule id -> harm; merged over DEFAULT_RULE_CATEGORIES, null leaves a rule unmeasured
+    categories: dict[str, HarmCategory | None] = Field(default_factory=lambda: dict(DEFAULT_RULE_CATEGORIES))
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: object) -> object:
+        return {**DEFAULT_RULE_CATEGORIES, **value} if isinstance(value, dict) else value
+
+    @field_validator("near_miss")
+    @classmethod
+    def _increasing_shares(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0 < v < 1 for v in value) or list(value) != sorted(set(value)):
+            raise ValueError("must be increasing shares of a threshold, each between 0 and 1: [0.5, 0.8]")
+        return value
+
+
 class AuditConfig(_Section):
     name: str | None = None
     shards: tuple[str, ...] = ()
@@ -163,6 +206,7 @@ class AuditConfig(_Section):
     energy: EnergySettings = EnergySettings()
     neighbours: NeighbourSettings = NeighbourSettings()
     removal: RemovalSettings = RemovalSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
 
     @property
     def run_name(self) -> str:
@@ -171,7 +215,7 @@ class AuditConfig(_Section):
     def scoring_dict(self) -> dict[str, Any]:
         """The part of the config that changes scores (not where inputs and outputs live)."""
         d = self.model_dump(mode="json")
-        for k in ("name", "shards", "out", "energy", "neighbours", "removal"):
+        for k in ("name", "shards", "out", "energy", "neighbours", "removal", "evaluation"):
             d.pop(k)
         # threads per worker reach the scorers (onnxruntime); the rest of dask is placement only
         d["dask"] = {"threads_per_worker": self.dask.threads_per_worker}

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from audit.config import RemovalSettings
 from audit.errors import InputFileError
+from audit.evaluation.section import evaluation_charts, section_html
 from audit.finalize import now
 from audit.lexicon import Lexicon
 from audit.removals import check_rule_ids, resolve_policy
@@ -144,6 +145,7 @@ def render_html(summary: Summary, manifest: Manifest, figures: dict, charts: Map
         blocked_count=res.never_rendered,
         removal_count=res.removal_rows,
         policy=policy,
+        evaluation=section_html(figures["evaluation"], charts.get("evaluation", [])),
     )
 
 
@@ -171,6 +173,7 @@ def write_report(
                         metadata=metadata, shown=_shown(masker))  # fmt: skip
     figures = build_figures(folder, summary, manifest, res, masker, policy, decisions, notes, generated_at)
     charts = charts_for(figures)
+    charts["evaluation"] = evaluation_charts(figures["evaluation"])
     figures["charts"] = {section: [c.id for c in cs] for section, cs in charts.items()}
     html = render_html(summary, manifest, figures, charts, res, policy, masker)
     written = {p.rsplit("/", 1)[-1]: p for p in res.written}

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from audit import report_queries as q
 from audit.config import RemovalSettings
+from audit.evaluation.section import evaluation_figure
 from audit.report_exports import ExportResult
 from audit.report_mask import Masker
 from audit.review import DecisionRow
@@ -88,6 +89,7 @@ def build_figures(
     figures["removal"] = _removal(res, policy)
     figures["provenance"] = _provenance(summary, manifest)
     figures["energy"] = manifest.energy or absent("no energy estimate in this run's manifest")
+    figures["evaluation"] = evaluation_figure(folder)  # RUN/evaluation/evaluation.json, when there is one
     return figures
 
 

@@ -56,6 +56,7 @@ counted here. Every number below is also in figures.json.</p>
 <li><a href="#sec-shards">Per-shard rates</a></li><li><a href="#sec-clusters">Cluster hot spots</a></li>
 <li><a href="#sec-duplicates">Duplicates</a></li><li><a href="#sec-decisions">Reviewer decisions</a></li>
 <li><a href="#sec-removal">Removal list</a></li><li><a href="#sec-pairs">Flagged pairs</a></li>
+<li><a href="#sec-evaluation">Flagger evaluation</a></li>
 <li><a href="#sec-provenance">Models and provenance</a></li>
 </ol></nav>
 
@@ -272,6 +273,8 @@ that is not a 32-hex-digit uid: they are not in datacomp_removed_uids.npy (they 
 <td>{{ r.scores_text }}</td><td>{{ r.decision or "" }}</td><td>{{ r.removal_basis or "no" }}</td></tr>
 {% endfor %}
 </table>
+
+{{ evaluation }}
 
 <h2 id="sec-provenance">Models and provenance</h2>
 {% if not s.clip_meaningful %}<p class="bad">{{ clip_warning }}</p>{% endif %}
