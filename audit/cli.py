@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from audit.errors import AuditError, ConfigError, InputFileError
 
@@ -19,7 +20,8 @@ console = Console(stderr=True)
 
 
 def _fail(err: AuditError) -> None:
-    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    # the message quotes paths, keys and overrides written by strangers: never Rich markup
+    console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(err.exit_code)
 
 
@@ -55,13 +57,13 @@ def audit(
     except AuditError as e:
         _fail(e)
     for warning in summary.warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(
         f"rows in {summary.rows_in} = scored {summary.rows_scored} + quarantined {summary.rows_quarantined}; "
         f"flagged {summary.rows_flagged}"
     )
     for reason, n in summary.flags_by_reason.items():
-        console.print(f"  {reason:<24} {n}")
+        console.print(f"  {reason:<24} {n}", markup=False)
     if summary.rows_text_only:
         console.print(
             f"[yellow]{summary.rows_text_only} rows were audited text-only[/] (no image bytes: metadata-only "
@@ -70,7 +72,7 @@ def audit(
             highlight=False,
         )
     if summary.fetch:
-        console.print(f"fetch: {summary.fetch}", highlight=False)
+        console.print(f"fetch: {summary.fetch}", highlight=False, markup=False)
     print(f"run folder: {cfg.out}")
 
 
@@ -177,7 +179,7 @@ def apply_removals_cmd(
     except AuditError as e:
         _fail(e)
     for warning in result.warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     print(
         f"removed {result.rows_removed} rows; {result.count('rewritten')} shards rewritten, "
         f"{result.count('copied')} copied unchanged, {result.count('resumed')} already done: {to}"
@@ -297,7 +299,9 @@ def dashboard(
     if credentials is not None:  # the app reads the file itself; the password variable is inherited
         cmd += ["--credentials", str(credentials.resolve())]
     login = "login required" if auth else "no login: loopback only"
-    console.print(f"dashboard: http://{address}:{port}  (run folder {run}; {login})", highlight=False)
+    console.print(
+        f"dashboard: http://{address}:{port}  (run folder {run}; {login})", highlight=False, markup=False
+    )
     raise typer.Exit(subprocess.call(cmd))
 
 

@@ -90,12 +90,18 @@ def score_histograms(con: duckdb.DuckDBPyConnection, scores: str, present: set[s
     names = [n for n in (*SCORE_COLUMNS, *SOURCE_SCORE_COLUMNS) if n in present and _numeric_float(n)]
     if not names:
         return []
-    aggs = ", ".join(f'count("{n}"), min("{n}"), max("{n}"), avg("{n}")' for n in names)
+    # NaN and inf (a dataset's own columns hold them) are counted apart, never binned or averaged
+    finite = [f'FILTER (WHERE isfinite("{n}"::DOUBLE))' for n in names]
+    aggs = ", ".join(
+        f'count("{n}") {f}, min("{n}") {f}, max("{n}") {f}, avg("{n}") {f}, count("{n}")'
+        for n, f in zip(names, finite, strict=True)
+    )
     stats = con.execute(f"SELECT {aggs} FROM {scores}").fetchone()
     out, ranges = [], {}
     for i, n in enumerate(names):
-        count, lo, hi, mean = stats[4 * i : 4 * i + 4]
-        doc = {"score": n, "rows": int(count), "min": lo, "max": hi, "mean": mean, "bins": []}
+        count, lo, hi, mean, present_rows = stats[5 * i : 5 * i + 5]
+        doc = {"score": n, "rows": int(count), "non_finite": int(present_rows) - int(count),
+               "min": lo, "max": hi, "mean": mean, "bins": []}  # fmt: skip
         out.append(doc)
         if not count:
             continue
@@ -107,7 +113,7 @@ def score_histograms(con: duckdb.DuckDBPyConnection, scores: str, present: set[s
     if ranges:
         parts = [
             f'SELECT {_q(n)} AS score, least(greatest(floor(("{n}" - {lo!r}) / {w!r}), 0), '
-            f'{HISTOGRAM_BINS - 1})::INTEGER AS bin FROM {scores} WHERE "{n}" IS NOT NULL'
+            f'{HISTOGRAM_BINS - 1})::INTEGER AS bin FROM {scores} WHERE isfinite("{n}"::DOUBLE)'
             for n, (lo, w) in ranges.items()
         ]
         counts = con.execute(
