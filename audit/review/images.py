@@ -185,11 +185,18 @@ def _finish(im: Image.Image, blur: bool, grayscale: bool) -> bytes:
 
 
 def load_thumbnails(
-    run: ReviewRun, rows: Iterable[Mapping], blur: bool = True, grayscale: bool = False
+    run: ReviewRun,
+    rows: Iterable[Mapping],
+    blur: bool = True,
+    grayscale: bool = False,
+    *,
+    only: Iterable[str] | None = None,
 ) -> dict[str, bytes | ImageUnavailableError]:
     """JPEG thumbnails (longest side THUMB_MAX_SIDE) of flag rows, by row id; each row that has none
     maps to the ImageUnavailableError saying why. Rows are flag rows (dicts with row_id, shard_id,
-    row_index and the render-policy columns); each shard is read at most once."""
+    row_index and the render-policy columns); each shard is read at most once. With ``only``, the
+    other rows are read into the cache in the same pass (the rows a reviewer opens next) and only
+    those row ids are returned."""
     out: dict[str, bytes | ImageUnavailableError] = {}
     todo: dict[str, dict[int, str]] = {}
     for row in rows:
@@ -209,9 +216,11 @@ def load_thumbnails(
             if not isinstance(item, ShardChangedError):
                 THUMBNAILS.put((record.path, record.sha256, row_id), item)
             out[row_id] = item  # type: ignore[assignment]
+    wanted = set(out) if only is None else set(only)
     return {
         row_id: item if isinstance(item, ImageUnavailableError) else _finish(item, blur, grayscale)  # type: ignore[arg-type]
         for row_id, item in out.items()
+        if row_id in wanted
     }
 
 

@@ -8,6 +8,8 @@ audit.render_policy.never_render marks are in no queue: they are only counted an
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,35 +124,92 @@ def _from(q: _Query) -> str:
     return "flags LEFT JOIN latest USING (row_id)" if q.join_decisions else "flags"
 
 
-def _order(sort: QueueSort) -> tuple[str, str, list[Any]]:
-    """(extra select column, ORDER BY clause, params of the extra column)."""
+def _order(sort: QueueSort) -> tuple[str, list[Any]]:
+    """The ORDER BY of a sort and its params; file position breaks ties, so every order is total."""
     d = "DESC" if sort.descending else "ASC"
     if sort.by == "severity":
-        return "", f"severity_rank {d}, pos", []
+        return f"severity_rank {d}, pos", []
     if sort.by == "row":
-        return "", f"shard_id {d}, row_index {d}", []
-    return ", scores[?] AS sort_score", f"sort_score {d} NULLS LAST, pos", [sort.by.removeprefix("score:")]
+        return f"shard_id {d}, row_index {d}", []
+    return f"scores[?] {d} NULLS LAST, pos", [sort.by.removeprefix("score:")]
 
 
-def count(run: ReviewRun, f: QueueFilter) -> int:
-    q = _build(run, f)
-    row = _cursor(run, f).execute(f"SELECT count(*) FROM {_from(q)} WHERE {' AND '.join(q.where)}", q.params)
-    return int(row.fetchone()[0])  # type: ignore[index]
+class ResultCache:
+    """The last few filter results of a run as small DuckDB tables (file position and queue order of
+    each hit), so a filter is scanned once and its count, pages, next and previous are lookups.
+
+    Keyed by filter and sort, and by the decisions version when the filter depends on decisions (a
+    decision changes who is undecided; it changes nothing else). Every use holds the lock: a table is
+    never dropped while another session reads it.
+    """
+
+    KEPT = 4  # 16 bytes per hit: a million-hit result is 16 MB
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._tables: OrderedDict[tuple, str] = OrderedDict()
+        self._made = 0
+
+    def table(self, run: ReviewRun, cur: duckdb.DuckDBPyConnection, f: QueueFilter, sort: QueueSort) -> str:
+        """The result table of (f, sort), made if needed; the caller holds ``lock``."""
+        key = (f, sort, run.decision_log.version if f.decision is not None else None)
+        if key in self._tables:
+            self._tables.move_to_end(key)
+            return self._tables[key]
+        q = _build(run, f)
+        order, extra_params = _order(sort)
+        name = f"queue_result_{self._made}"
+        self._made += 1
+        cur.execute(
+            f"CREATE TABLE {name} AS SELECT pos, row_number() OVER (ORDER BY {order}) - 1 AS ord "
+            f"FROM {_from(q)} WHERE {' AND '.join(q.where)}",
+            extra_params + q.params,
+        )
+        self._tables[key] = name
+        while len(self._tables) > self.KEPT:
+            _, old = self._tables.popitem(last=False)
+            cur.execute(f"DROP TABLE IF EXISTS {old}")
+        return name
+
+
+def _results(run: ReviewRun) -> ResultCache:
+    with run._lock:
+        if not hasattr(run, "_queue_results"):
+            run._queue_results = ResultCache()  # type: ignore[attr-defined]
+        return run._queue_results  # type: ignore[attr-defined]
+
+
+def count(run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None) -> int:
+    """Rows in the filtered queue (``sort`` only picks which cached result to count)."""
+    cache = _results(run)
+    with cache.lock:
+        cur = _cursor(run, f)
+        name = cache.table(run, cur, f, sort or QueueSort())
+        return int(cur.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # type: ignore[index]
 
 
 def page_ids(
-    run: ReviewRun, f: QueueFilter, sort: QueueSort = QueueSort(), offset: int = 0, limit: int = 50
+    run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None, offset: int = 0, limit: int = 50
 ) -> pa.Table:
-    """(row_id, pos) of rows ``offset .. offset + limit`` of the queue, in queue order: only the sort
-    keys are read, so even the last page of a million rows is a light query."""
-    q = _build(run, f)
-    extra, order, extra_params = _order(sort)
-    sql = (
-        f"SELECT row_id, pos{extra} FROM {_from(q)} WHERE {' AND '.join(q.where)} "
-        f"ORDER BY {order} LIMIT ? OFFSET ?"
+    """(row_id, pos) of rows ``offset .. offset + limit`` of the queue, in queue order: a lookup in the
+    filter's result, then the row ids of those file positions."""
+    cache = _results(run)
+    with cache.lock:
+        cur = _cursor(run, f)
+        name = cache.table(run, cur, f, sort or QueueSort())
+        got = cur.execute(
+            f"SELECT pos FROM {name} WHERE ord >= ? AND ord < ? ORDER BY ord",
+            [int(offset), int(offset + limit)],
+        ).fetchall()
+    positions = [int(p) for (p,) in got]
+    if not positions:
+        return pa.table({"row_id": pa.array([], pa.string()), "pos": pa.array([], pa.int64())})
+    found = dict(
+        run.db()
+        .execute(f"SELECT pos, row_id FROM flags WHERE pos IN ({', '.join(map(str, positions))})")
+        .fetchall()
     )
-    params = extra_params + q.params + [int(limit), int(offset)]
-    return _cursor(run, f).sql(sql, params=params).to_arrow_table().select(["row_id", "pos"])
+    return pa.table({"row_id": pa.array([found[p] for p in positions], pa.string()), "pos": positions})
 
 
 def rows_at(run: ReviewRun, positions: Sequence[int]) -> pa.Table:
@@ -196,24 +255,21 @@ def _with_decisions_and_clusters(run: ReviewRun, rows: pa.Table, shards: list[st
 
 
 def page(
-    run: ReviewRun, f: QueueFilter, sort: QueueSort = QueueSort(), offset: int = 0, limit: int = 50
+    run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None, offset: int = 0, limit: int = 50
 ) -> pa.Table:
     """Rows ``offset .. offset + limit`` of the filtered, sorted queue (see ``rows_at`` for columns)."""
     return rows_at(run, page_ids(run, f, sort, offset, limit).column("pos").to_pylist())
 
 
-def row_ids(run: ReviewRun, f: QueueFilter, sort: QueueSort = QueueSort()) -> pa.Array:
+def row_ids(run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None) -> pa.Array:
     """Every row id of the filtered queue in queue order (what a bulk decision over a filter takes)."""
-    q = _build(run, f)
-    extra, order, extra_params = _order(sort)
-    table = (
-        _cursor(run, f)
-        .sql(
-            f"SELECT row_id{extra} FROM {_from(q)} WHERE {' AND '.join(q.where)} ORDER BY {order}",
-            params=extra_params + q.params,
-        )
-        .to_arrow_table()
-    )
+    cache = _results(run)
+    with cache.lock:
+        cur = _cursor(run, f)
+        name = cache.table(run, cur, f, sort or QueueSort())
+        table = cur.sql(
+            f"SELECT f.row_id FROM {name} h JOIN flags f USING (pos) ORDER BY h.ord"
+        ).to_arrow_table()
     return table.column("row_id").combine_chunks()
 
 

@@ -77,6 +77,48 @@ def _loopback_server_address():
     config.set_option("server.address", before)
 
 
+@dataclass
+class Driver:
+    """Drives the app in AppTest the way a reviewer clicks through it.
+
+    AppTest keeps asking for the page that ``switch_page`` last named, also after the app itself
+    moved (a click on a queue row opens the detail page), so ``on`` names the page the app is on.
+    """
+
+    monkeypatch: pytest.MonkeyPatch
+
+    def start(self, run: Path, *args: str):
+        from streamlit.testing.v1 import AppTest
+
+        # what `streamlit run app.py -- --run RUN` hands the script
+        self.monkeypatch.setattr(sys, "argv", [str(APP), "--run", str(run), *args])
+        return AppTest.from_file(str(APP), default_timeout=90).run()
+
+    @staticmethod
+    def on(at, page: str):
+        from audit.dashboards.state import PAGES
+
+        return at.switch_page(PAGES[page])
+
+    def go(self, at, page: str):
+        return self.on(at, page).run()
+
+    @staticmethod
+    def table(at, key_prefix: str):
+        return next(d for d in at.dataframe if d.key and d.key.startswith(key_prefix))
+
+    def click_row(self, at, key_prefix: str, index: int):
+        """Select row ``index`` of a single-row-selection st.dataframe (the click a reviewer makes)."""
+        table = self.table(at, key_prefix)
+        at.session_state[table.key] = {"selection": {"rows": [index], "columns": [], "cells": []}}
+        return at.run()
+
+
+@pytest.fixture
+def driver(monkeypatch: pytest.MonkeyPatch) -> Driver:
+    return Driver(monkeypatch)
+
+
 def wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,6 +194,48 @@ def settle(page) -> None:
 @pytest.fixture
 def settle_page() -> Callable[[object], None]:
     return settle
+
+
+# st.dataframe draws on a canvas (glide-data-grid): rows are 35 px under a 35 px header, and a click
+# in the row-marker column at the left selects the row, as a reviewer's click does
+GRID_ROW_PX = 35
+
+
+def click_grid_row(page, table, index: int) -> None:
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + GRID_ROW_PX * (index + 1) + GRID_ROW_PX // 2)
+    settle(page)
+
+
+def open_page(page, title: str) -> None:
+    """Follow the sidebar's navigation link to a page."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    settle(page)
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+
+
+def wait_drawn(page) -> None:
+    """Until the page is drawn: no placeholder of a widget whose code is still loading (grids, charts,
+    buttons), every image loaded, nothing in flight."""
+    settle(page)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=60_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img')].every(i => i.complete)", timeout=60_000
+    )
+    page.wait_for_load_state("networkidle", timeout=60_000)
+    settle(page)
+
+
+@dataclass(frozen=True)
+class BrowserHelpers:
+    click_grid_row: Callable = click_grid_row
+    open_page: Callable = open_page
+    wait_drawn: Callable = wait_drawn
+
+
+@pytest.fixture
+def browser() -> BrowserHelpers:
+    return BrowserHelpers()
 
 
 # --- a run full of hostile strings --------------------------------------------------------------

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from audit.dashboard_auth import CREDENTIALS_ENV, PASSWORD_ENV, USER_ENV
+from audit.dashboards.state import PAGES
 from audit.review import decision_history, load_run
+from audit.review import queue as q
+from audit.review.queue import QueueFilter
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 PASSWORD = "correct horse battery"
@@ -104,10 +107,16 @@ def test_login_comes_first_and_names_the_reviewer(
 
     at = _login(at, "ann", PASSWORD)
     assert not at.exception and "Wrong username or password." not in [e.value for e in at.error]
-    assert at.title[0].value == "Review"
+    assert at.title[0].value == "Overview"
     assert "Reviewer name" not in [t.label for t in at.text_input]  # no free-text name to claim
-    assert "reviewing as ann" in [t.value for t in at.text]
-    row_id = at.main.selectbox[0].value
+    assert "reviewing as ann" in [t.value for t in at.sidebar.text]
+    row_id = q.row_ids(load_run(str(review_run)), QueueFilter())[0].as_py()
+    at.switch_page(PAGES["queue"]).run()
+    table = next(d for d in at.dataframe if d.key and d.key.startswith("queue-table"))
+    at.session_state[table.key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert at.title[0].value == "Pair detail"
+    at.switch_page(PAGES["detail"])
     at.button(key=f"confirm_harmful-{row_id}").click().run()
     assert not at.exception
     rows = decision_history(load_run(str(review_run)))
@@ -119,10 +128,10 @@ def test_login_comes_first_and_names_the_reviewer(
 
 
 def test_browser_login_before_the_run_then_decisions_by_the_login(
-    review_run: Path, serve_dashboard, chromium, settle_page, tmp_path: Path
+    review_run: Path, serve_dashboard, chromium, settle_page, browser, tmp_path: Path
 ) -> None:
     run = load_run(str(review_run))
-    first = run.flags.slice(0, 1).to_pylist()[0]
+    first = q.row_ids(run, QueueFilter())[0].as_py()
     port = serve_dashboard(review_run, {PASSWORD_ENV: PASSWORD, USER_ENV: "ann"})
     urls: list[str] = []
     page = chromium.new_page(viewport={"width": 1400, "height": 2400})
@@ -147,16 +156,20 @@ def test_browser_login_before_the_run_then_decisions_by_the_login(
     page.get_by_text("reviewing as ann").wait_for(timeout=60_000)
     settle_page(page)
     assert page.get_by_label("Reviewer name").count() == 0
-    page.get_by_role("button", name="needs_escalation").click()
-    page.get_by_text("Decision recorded.").wait_for(timeout=30_000)
+    browser.open_page(page, "Queue")
+    browser.click_grid_row(page, page.locator('[data-testid="stDataFrame"]').first, 0)
+    page.get_by_role("heading", name="Pair detail").wait_for(timeout=60_000)
+    page.get_by_text(f"row {first}").first.wait_for(timeout=60_000)
     after = page.inner_text("body")
+    page.get_by_role("button", name="Escalate").click()
+    page.get_by_text("Decision recorded.").wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "dashboard-logged-in.png"), full_page=True)
 
     for text in (before, refused):
-        assert f"run: {run.name}" not in text and first["row_id"] not in text and "Flagged pairs" not in text
-    assert f"run: {run.name}" in after and f"row {first['row_id']}" in after
+        assert f"run: {run.name}" not in text and first not in text and "Queue" not in text
+    assert f"run: {run.name}" in after and f"row {first}" in after
     assert [(r.row_id, r.decision, r.reviewer) for r in decision_history(run)] == [
-        (first["row_id"], "needs_escalation", "ann")
+        (first, "needs_escalation", "ann")
     ]
     own = (f"http://127.0.0.1:{port}/", "data:", "blob:", "about:")
     assert urls and [u for u in urls if not u.startswith(own)] == []

@@ -1,0 +1,70 @@
+"""Queue: the flagged pairs of the current filter, sorted and paged by DuckDB; a click on a row opens
+it; the whole filter result can be decided at once."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from audit.dashboards import data, widgets
+from audit.dashboards.state import OpenRow, Review, flash, open_detail, review
+from audit.review import queue as q
+from audit.review import record_decisions
+
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+def render(r: Review) -> None:
+    run = r.run
+    st.title("Queue")
+    f, sort = widgets.filter_panel(r)
+    v = data.version(run)
+    total = data.queue_count(run, run.url, f, sort, v)
+    never = data.never_rendered_count(run, run.url)
+    st.text(f"{total} flagged pairs match ({never} never-render rows are in no queue: see the overview)")
+    if note := flash():
+        st.success("Decision recorded.")
+        st.text(note)
+    top = st.columns([1, 3])
+    size = top[0].selectbox("Rows per page", PAGE_SIZES, index=1, key="queue-size", persist_state="session")
+    pages = max(1, -(-total // size))
+    sig = abs(hash((f, sort, size)))  # a new filter, sort or page size starts at its first page
+    with top[1]:
+        number = st.pagination(pages, key=f"queue-page-{sig}", max_visible_pages=9)
+    offset = (min(number, pages) - 1) * size
+    rows = data.queue_page(run, run.url, f, sort, offset, size, v)
+    if not rows.num_rows:
+        st.info("No flagged pairs match these filters.")
+        return
+    st.text(f"rows {offset + 1}-{offset + rows.num_rows} of {total}; click a row to open it")
+    event = st.dataframe(
+        widgets.queue_frame(data.masker(run), rows),
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"queue-table-{sig}-{offset}",
+    )
+    picked = widgets.selected_row(event)
+    ids = rows.column("row_id").to_pylist()
+    with st.expander("Open a row by its id"):
+        choice = st.selectbox("Row on this page", ids, key=f"queue-open-{offset}")
+        if st.button("Open", key="queue-open-button"):
+            picked = ids.index(choice)
+    if picked is not None:
+        open_detail(OpenRow(ids[picked], offset + picked, "queue", f, sort))
+
+    with st.expander("Decide every row of this filter"):
+
+        def decide_all(decision: str, note: str) -> None:
+            written = record_decisions(run, q.row_ids(run, f, sort), decision, r.reviewer, note)
+            flash(f"{decision} recorded for {written} rows by {r.reviewer}")
+            st.rerun()
+
+        confirm = st.checkbox("I have reviewed all of these rows", key="queue-bulk-confirm")
+        widgets.decision_buttons(
+            r, "queue-bulk", decide_all, count=total if confirm else 0, what=f"{total} rows in this filter"
+        )
+
+
+if __name__ == "__main__":
+    render(review())
