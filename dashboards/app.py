@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import streamlit as st
 
@@ -72,9 +73,11 @@ with st.sidebar:
 reveals = reveal_log(limit)
 set_review(Review(run=run, reviewer=reviewer, from_login=login_name is not None, grayscale=grayscale,
                   reveals=reveals))  # fmt: skip
+here = Path(__file__).parent
 pages = [
     st.Page(path, title=TITLES[name], url_path=name, default=name == "overview")
     for name, path in PAGES.items()
+    if (here / path).is_file()  # the labelling page comes with audit.evaluation
 ]
 try:
     st.navigation(pages).run()
