@@ -18,6 +18,7 @@ class OpenNsfwScorer:
     """P(NSFW) from open_nsfw; the CUDA execution provider is used when onnxruntime has it."""
 
     name = "opennsfw"
+    languages = None  # pixels only
 
     def __init__(self, device: str = "cpu", intra_op_threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -58,6 +59,7 @@ class ClipNsfwScorer:
     """Scores L2-normalised CLIP image embeddings; meaningful only with real CLIP weights."""
 
     name = "clip_nsfw"
+    languages = None  # image embeddings only
 
     def __init__(self, weights: str | None, dim: int, hidden: Sequence[int], device: str = "cpu") -> None:
         import torch

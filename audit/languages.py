@@ -36,6 +36,25 @@ _OCR_CODES = (
 OCR_LANGUAGES = frozenset(_OCR_CODES.split())
 
 
+# open_clip text towers trained on many languages (XLM-RoBERTa, NLLB, SigLIP i18n, mT5)
+_MULTILINGUAL_CLIP = ("xlm", "nllb", "i18n", "mt5", "multilingual")
+
+
+def clip_languages(architecture: str) -> frozenset[str] | None:
+    """The caption languages CLIP similarity is meaningful for: English for the English-trained text
+    towers (OpenAI's, LAION-2B-en's), any for the multilingual ones."""
+    return None if any(tag in architecture.lower() for tag in _MULTILINGUAL_CLIP) else ENGLISH
+
+
+@dataclass(frozen=True)
+class ScoredColumns:
+    """A scorer that is not a text scorer but reads the caption (CLIP similarity), for scoping."""
+
+    name: str
+    columns: tuple[str, ...]
+    languages: frozenset[str] | None
+
+
 def scorer_languages(scorer: object) -> frozenset[str] | None:
     """The languages a scorer declares; None: valid for any language."""
     langs = getattr(scorer, "languages", None)

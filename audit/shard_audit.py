@@ -22,6 +22,7 @@ from audit.embedding_store import embedding_path, embedding_tables
 from audit.errors import EmbeddingMismatchError
 from audit.jpeg_batch import DecodeCounts
 from audit.kernels.dispatch import kernel_backends
+from audit.languages import ScoredColumns, clip_languages
 from audit.model_cache import Models, get_models
 from audit.readers import DEFAULT_BATCH_ROWS, iter_shard
 from audit.rules import apply_rules
@@ -150,7 +151,9 @@ def score_languages_and_image_text(table: pa.Table, models: Models, images, batc
     if models.languages is None:
         return table
     table = detect_caption_languages(table, detector=models.languages)
-    table = scope_scores(table, models.text, language_column="caption_language")
+    # CLIP similarity reads the caption too: English-trained text towers are scoped like scorers
+    clip = ScoredColumns("clip", ("clip_similarity",), clip_languages(models.clip.architecture))
+    table = scope_scores(table, [*models.text, clip], language_column="caption_language")
     if models.ocr is not None:
         table = read_image_text(table, reader=models.ocr, images=images)
         table = score_image_text(table, scorers=models.text, detector=models.languages, batch_size=batch_size)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from audit.config import packaged_file
-from audit.languages import ENGLISH, UNDETERMINED, LanguageDetector, applies
+from audit.languages import ENGLISH, UNDETERMINED, LanguageDetector, applies, clip_languages
 from audit.lexicon import LexiconScorer
 from audit.pii import PiiScorer
 from audit.sample import NON_ENGLISH_CAPTIONS
@@ -60,6 +60,11 @@ def test_a_megabyte_caption_is_detected_from_a_bounded_prefix(detector: Language
 def test_applies_outside_the_declared_languages_only_when_the_language_is_known() -> None:
     assert applies(ENGLISH, "en") and applies(None, "de") and applies(ENGLISH, UNDETERMINED)
     assert applies(ENGLISH, None) and not applies(ENGLISH, "de")
+
+
+def test_clip_similarity_is_english_only_unless_the_text_tower_is_multilingual() -> None:
+    assert clip_languages("ViT-B-32") == {"en"} and clip_languages("ViT-L-14") == {"en"}
+    assert clip_languages("xlm-roberta-base-ViT-B-32") is None and clip_languages("nllb-clip-base") is None
 
 
 def test_text_scorers_declare_their_languages() -> None:
@@ -132,3 +137,20 @@ def test_the_report_masks_japanese_terms_inside_a_sentence_as_the_scorer_matches
     masker = Masker(Lexicon())
     assert masker.mask("チョンは日本から出て行け、在日死ね") == "チ**は日本から出て行け、在***"
     assert masker.mask("Scunthorpe") == "Scunthorpe" and masker.mask("TOD DEN KANAKEN") == "T** *** K******"
+
+
+def test_detoxify_declares_english_or_its_multilingual_models_languages(tmp_path: Path) -> None:
+    from audit.config import DetoxifySettings
+    from audit.detoxify_scorer import DetoxifyScorer
+    from audit.languages import DETOXIFY_MULTILINGUAL
+    from audit.local_models import build_detoxify_checkpoint
+
+    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+            "max_position_embeddings": 64}  # fmt: skip
+    ckpt, hf, _ = build_detoxify_checkpoint(tmp_path, ["a", "dog"], tiny)
+    original = DetoxifyScorer(DetoxifySettings(checkpoint=str(ckpt), huggingface_config_path=str(hf)))
+    assert original.languages == {"en"}
+    multilingual = DetoxifyScorer(
+        DetoxifySettings(model_type="multilingual", checkpoint=str(ckpt), huggingface_config_path=str(hf))
+    )
+    assert multilingual.languages == DETOXIFY_MULTILINGUAL == {"en", "fr", "es", "it", "pt", "tr", "ru"}

@@ -68,7 +68,11 @@ def test_offensive_captions_in_five_languages_are_flagged_by_their_lexicons(
         assert flags[key]["reasons"] == ["slur"], flags[key]["reasons"]
         # the English-only models did not call it clean: null, and named
         assert row["text_offensive_prob"] is None and row["text_hate_prob"] is None
-        assert {"profanity_check", "hatesonar"} <= set(row["not_applicable"])
+        # ViT-B-32's text tower is English-only: no similarity to an image for these captions
+        assert row["clip_similarity"] is None
+        assert set(row["not_applicable"]) == {"profanity_check", "hatesonar", "clip"} | (
+            {"ocr"} if key == "offensive-ru" else set()
+        )
 
 
 def test_benign_non_english_captions_are_not_flagged_and_not_called_clean(scores: dict, flags: dict) -> None:
@@ -86,6 +90,7 @@ def test_english_rows_have_every_score_and_nothing_not_applicable(scores: dict) 
     for key in planted_cases()["offensive"] + planted_cases()["hateful"]:
         row = scores[key]
         assert row["not_applicable"] == [] and row["text_offensive_prob"] is not None
+        assert row["clip_similarity"] is not None
 
 
 def test_the_pdq_listed_image_is_a_critical_never_rendered_known_bad_match(scores: dict, flags: dict) -> None:
