@@ -1,65 +1,89 @@
 """Per-language figures for summary.json and the report: rows, flags and not-applicable counts by
-caption language, and by the language of the text read from images."""
+caption language, and by the language of the text read from images. Counted with Arrow group-bys
+a shard at a time: no Python object per row."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from audit.runfolder import RunFolder
 from audit.schemas import LanguageCounts
 
 NO_CAPTION = "none"  # image-only rows: no caption language to count them under
+_SIDES = {"caption": "caption_language", "ocr": "ocr_language"}
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.rows: Counter[str] = Counter()
+        self.flagged: Counter[str] = Counter()
+        self.reasons: dict[str, Counter[str]] = defaultdict(Counter)
+        self.na: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def build(self) -> dict[str, LanguageCounts]:
+        return {
+            key: LanguageCounts(
+                rows=n,
+                rows_flagged=self.flagged[key],
+                flags_by_reason=dict(sorted(self.reasons[key].items())),
+                not_applicable=dict(sorted(self.na[key].items())),
+            )
+            for key, n in sorted(self.rows.items(), key=lambda kv: (-kv[1], kv[0]))
+        }
+
+
+def _count(columns: dict[str, pa.Array], mask: pa.Array | None) -> list[dict]:
+    """Rows per distinct combination of ``columns`` (where ``mask`` holds), by an Arrow group-by."""
+    table = pa.table(columns)
+    if mask is not None:
+        table = table.filter(mask)
+    return table.group_by(list(columns)).aggregate([([], "count_all")]).to_pylist() if table.num_rows else []
+
+
+def _add_shard(tally: dict[str, _Tally], scores: pa.Table, flags: pa.Table) -> None:
+    langs = {
+        side: pc.fill_null(scores.column(col), NO_CAPTION).combine_chunks() for side, col in _SIDES.items()
+    }
+    has_text = pc.fill_null(pc.greater(pc.utf8_length(scores.column("ocr_text")), 0), False).combine_chunks()
+    # the scored row of each flag (flags of quarantined rows have none and are not counted here)
+    at = pc.index_in(
+        flags.column("row_id"), value_set=scores.column("row_id").combine_chunks()
+    ).combine_chunks()
+    found = pc.is_valid(at)
+    at = at.filter(found)
+    reasons = flags.column("reasons").combine_chunks().filter(found)
+    reason_row = at.take(pc.list_parent_indices(reasons))  # one entry per (flag, reason)
+    na = scores.column("not_applicable").combine_chunks()
+    na_row, na_name = pc.list_parent_indices(na), pc.list_flatten(na)
+    # ocr:<scorer> belongs to the image text; the rest (and "ocr" itself) to the caption side
+    image_text_na = pc.starts_with(na_name, "ocr:")
+    for side, t in tally.items():
+        lang, ocr = langs[side], side == "ocr"
+        for r in _count({side: lang}, has_text if ocr else None):
+            t.rows[r[side]] += r["count_all"]
+        for r in _count({side: lang.take(at)}, has_text.take(at) if ocr else None):
+            t.flagged[r[side]] += r["count_all"]
+        by_reason = {side: lang.take(reason_row), "reason": pc.list_flatten(reasons)}
+        for r in _count(by_reason, has_text.take(reason_row) if ocr else None):
+            t.reasons[r[side]][r["reason"]] += r["count_all"]
+        mask = pc.and_(image_text_na, has_text.take(na_row)) if ocr else pc.invert(image_text_na)
+        for r in _count({side: lang.take(na_row), "name": na_name}, mask):
+            t.na[r[side]][r["name"]] += r["count_all"]
 
 
 def language_counts(
     run: RunFolder, shard_ids: list[str]
 ) -> tuple[dict[str, LanguageCounts], dict[str, LanguageCounts]]:
     """(by caption language, by image-text language), read a shard at a time."""
-    rows: dict[str, Counter[str]] = {"caption": Counter(), "ocr": Counter()}
-    flagged: dict[str, Counter[str]] = {"caption": Counter(), "ocr": Counter()}
-    reasons: dict[str, dict[str, Counter[str]]] = {
-        "caption": defaultdict(Counter),
-        "ocr": defaultdict(Counter),
-    }
-    na: dict[str, dict[str, Counter[str]]] = {"caption": defaultdict(Counter), "ocr": defaultdict(Counter)}
+    tally = {side: _Tally() for side in _SIDES}
     for s in shard_ids:
         scores = run.read_parquet(
             run.scores(s),
             columns=["row_id", "caption_language", "ocr_language", "ocr_text", "not_applicable"],
         )
         flags = run.read_parquet(run.part("flags", s), columns=["row_id", "reasons"])
-        fired = dict(
-            zip(flags.column("row_id").to_pylist(), flags.column("reasons").to_pylist(), strict=True)
-        )
-        for row_id, lang, ocr_lang, ocr_text, skipped in zip(
-            *(
-                scores.column(c).to_pylist()
-                for c in ("row_id", "caption_language", "ocr_language", "ocr_text", "not_applicable")
-            ),
-            strict=True,
-        ):
-            sides = [("caption", lang or NO_CAPTION)]
-            if ocr_text:
-                sides.append(("ocr", ocr_lang or NO_CAPTION))
-            for side, key in sides:
-                rows[side][key] += 1
-                if row_id in fired:
-                    flagged[side][key] += 1
-                    reasons[side][key].update(fired[row_id])
-                for name in skipped or []:
-                    # ocr:<scorer> belongs to the image text; the rest (and "ocr" itself) to the row
-                    if (side == "ocr") == name.startswith("ocr:"):
-                        na[side][key][name] += 1
-
-    def build(side: str) -> dict[str, LanguageCounts]:
-        return {
-            key: LanguageCounts(
-                rows=n,
-                rows_flagged=flagged[side][key],
-                flags_by_reason=dict(sorted(reasons[side][key].items())),
-                not_applicable=dict(sorted(na[side][key].items())),
-            )
-            for key, n in sorted(rows[side].items(), key=lambda kv: (-kv[1], kv[0]))
-        }
-
-    return build("caption"), build("ocr")
+        _add_shard(tally, scores, flags)
+    return tally["caption"].build(), tally["ocr"].build()
