@@ -43,6 +43,7 @@ class DetoxifyScorer:
 
         self.device = device
         self.batch_size = settings.batch_size
+        multilingual = settings.model_type == "multilingual"
         try:
             with hub_offline(offline):
                 if settings.checkpoint:
@@ -52,6 +53,8 @@ class DetoxifyScorer:
                             f"text.detoxify.checkpoint {settings.checkpoint}: not a Detoxify checkpoint"
                         )
                     args = dict(loaded["config"]["arch"]["args"])
+                    # Detoxify's multilingual checkpoint is an XLM-RoBERTa: used as such when given
+                    multilingual = multilingual or "xlm" in str(args.get("model_type", "")).lower()
                     if settings.huggingface_config_path:
                         # resolve the base architecture locally instead of by hub name
                         args["model_type"] = settings.huggingface_config_path
@@ -84,9 +87,9 @@ class DetoxifyScorer:
             ) from None
         self.model.to(device).eval()
         # the multilingual model (XLM-R) reads 7 languages; original and unbiased (BERT) English only
-        self.languages = DETOXIFY_MULTILINGUAL if settings.model_type == "multilingual" else ENGLISH
+        self.languages = DETOXIFY_MULTILINGUAL if multilingual else ENGLISH
         self.record = ModelRecord(
-            name=f"detoxify:{settings.model_type}",
+            name=f"detoxify:{'multilingual' if multilingual else settings.model_type}",
             source=source,
             weights=weights,
             sha256=sha,

@@ -154,3 +154,13 @@ def test_detoxify_declares_english_or_its_multilingual_models_languages(tmp_path
         DetoxifySettings(model_type="multilingual", checkpoint=str(ckpt), huggingface_config_path=str(hf))
     )
     assert multilingual.languages == DETOXIFY_MULTILINGUAL == {"en", "fr", "es", "it", "pt", "tr", "ru"}
+    # a checkpoint of Detoxify's multilingual (XLM-RoBERTa) model is used as one, whatever model_type says
+    import torch
+
+    loaded = torch.load(ckpt, weights_only=False)
+    loaded["config"]["arch"]["args"]["model_type"] = "xlm-roberta-base"
+    torch.save(loaded, tmp_path / "multilingual.ckpt")
+    given = DetoxifyScorer(
+        DetoxifySettings(checkpoint=str(tmp_path / "multilingual.ckpt"), huggingface_config_path=str(hf))
+    )
+    assert given.languages == DETOXIFY_MULTILINGUAL and given.record.name == "detoxify:multilingual"
