@@ -166,7 +166,10 @@ def bench_images(n: int) -> dict[str, dict]:
             "provider": scorer.provider,
         }
     }
-    out.update(bench_new_image_scorers(images))
+    import onnxruntime as ort
+
+    device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    out.update(bench_new_image_scorers(images, device))
     return out
 
 
