@@ -85,7 +85,9 @@ def test_triton_concept_scores_match_cpu_and_float32(small: tuple[np.ndarray, ..
     cpu = concept_scores_int8_cpu(q, concepts, k=5, threshold=thr)
     ref = concept_scores_ref(a, concepts, k=5, threshold=thr)
     assert got.scores.shape == (ROWS, 40) and got.mask.dtype == np.bool_ and got.top_indices.dtype == np.int32
-    np.testing.assert_allclose(got.scores, cpu.scores, atol=2e-4)  # float16 concepts in tl.dot
+    # the CPU kernel quantizes the concepts to block-int8 (VNNI), Triton feeds them to tl.dot in
+    # float16: each is within the documented 0.003 of float32, so they agree within that bound
+    np.testing.assert_allclose(got.scores, cpu.scores, atol=0.003)
     assert np.abs(got.scores - ref.scores).max() <= 0.003
     np.testing.assert_array_equal(got.mask, got.scores >= thr)
     np.testing.assert_array_equal(np.take_along_axis(got.scores, got.top_indices, axis=1), got.top_values)
