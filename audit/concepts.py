@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -80,42 +82,68 @@ class ConceptProbes:
     def ids(self) -> list[str]:
         return [c.id for c in self.bank.concepts]
 
+    @functools.cached_property
+    def _scoring_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(concepts followed by every negative prompt, as one (K + M, D) matrix; the concepts that
+        have negatives; where each one's negatives start among the M columns)."""
+        negs = [n for n in self.negatives if len(n)]
+        with_neg = np.asarray([c for c, n in enumerate(self.negatives) if len(n)], np.int64)
+        sizes = [len(n) for n in negs]
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else with_neg
+        rows = [self.matrix, *(np.asarray(n, np.float32) for n in negs)]
+        return np.ascontiguousarray(np.concatenate(rows), np.float32), with_neg, starts
+
     def score(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores (N, K) cosine to each concept, hits (N, K) bool: threshold reached and every
         negative prompt beaten).
 
         Scored from the block-int8 codes the run stores, with the fused kernel, so an audit of the
-        stored embeddings gives the same numbers (quantizing dequantized codes is exact)."""
+        stored embeddings gives the same numbers (quantizing dequantized codes is exact); the
+        negative prompts are scored in the same kernel call, as extra concepts."""
         from audit.embedding_store import block_size_for
         from audit.kernels.dispatch import get_kernel
 
         q = get_kernel("quantize_int8", "cpu")(
             l2_normalize(embeddings), block_size=block_size_for(embeddings.shape[1])
         )
+        matrix, with_neg, starts = self._scoring_matrix
+        found = get_kernel("concept_scores_int8", "cpu")(q, matrix, k=0)
+        every = np.asarray(found.scores, np.float32)
+        k = len(self.bank.concepts)
+        scores = np.ascontiguousarray(every[:, :k])
         thresholds = np.asarray([c.threshold for c in self.bank.concepts], np.float32)
-        k = min(3, len(thresholds))
-        found = get_kernel("concept_scores_int8", "cpu")(q, self.matrix, k=k, threshold=thresholds)
-        scores, hits = np.asarray(found.scores, np.float32), np.asarray(found.mask, bool).copy()
-        x = l2_normalize(np.asarray(get_kernel("dequantize_int8", "cpu")(q), np.float32))
-        for c, neg in enumerate(self.negatives):
-            if len(neg):
-                hits[:, c] &= scores[:, c] > (x @ neg.T.astype(np.float32)).max(axis=1)
+        hits = scores >= thresholds
+        if with_neg.size:
+            best_negative = np.maximum.reduceat(every[:, k:], starts, axis=1)
+            hits[:, with_neg] &= scores[:, with_neg] > best_negative
         return scores, hits
+
+    def describe_arrays(self, scores: np.ndarray, hits: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        """``describe`` as Arrow arrays, without a Python object per row: (list<string> of the harm
+        concepts hit per row, best first; string of the closest identity probe hit, or null)."""
+        concepts = self.bank.concepts
+        ids = pa.array([c.id for c in concepts], pa.string())
+        harm = np.asarray([k for k, c in enumerate(concepts) if c.group != "identity"], np.int64)
+        identity = np.asarray([k for k, c in enumerate(concepts) if c.group == "identity"], np.int64)
+        n = scores.shape[0]
+        order = np.argsort(-scores[:, harm], axis=1, kind="stable")  # ties: the lower index first
+        hit_sorted = np.take_along_axis(hits[:, harm], order, axis=1)
+        offsets = np.concatenate([[0], np.cumsum(hit_sorted.sum(axis=1))]).astype(np.int32)
+        values = ids.take(pa.array(harm[order][hit_sorted], pa.int64()))
+        hit_lists = pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(pa.string()))
+        if not identity.size:
+            return hit_lists, pa.nulls(n, pa.string())
+        masked = np.where(hits[:, identity], scores[:, identity], -np.inf)
+        best = identity[np.argmax(masked, axis=1)]  # the first of equal scores, as max() picks
+        found = hits[:, identity].any(axis=1)
+        top = ids.take(pa.array(best, pa.int64(), mask=~found))
+        return hit_lists, top
 
     def describe(self, scores: np.ndarray, hits: np.ndarray) -> tuple[list[list[str]], list[str | None]]:
         """Per row: harm concepts hit (best first; combination-only ones included, for rules) and
         the closest identity probe that is a hit."""
-        concepts = self.bank.concepts
-        harm = [k for k, c in enumerate(concepts) if c.group != "identity"]
-        identity = [k for k, c in enumerate(concepts) if c.group == "identity"]
-        hit_lists: list[list[str]] = []
-        identity_top: list[str | None] = []
-        for i in range(scores.shape[0]):
-            found = sorted((k for k in harm if hits[i, k]), key=lambda k: -scores[i, k])
-            hit_lists.append([concepts[k].id for k in found])
-            ident = [k for k in identity if hits[i, k]]
-            identity_top.append(concepts[max(ident, key=lambda k: scores[i, k])].id if ident else None)
-        return hit_lists, identity_top
+        hit_lists, identity_top = self.describe_arrays(scores, hits)
+        return hit_lists.to_pylist(), identity_top.to_pylist()
 
 
 def reportable(ids: Sequence[str], bank: ConceptBank) -> list[str]:

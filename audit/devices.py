@@ -11,9 +11,20 @@ log = logging.getLogger(__name__)
 
 
 def cuda_available() -> bool:
+    """torch's answer, but without importing torch (seconds) on a machine with no NVIDIA driver:
+    no /dev/nvidia* (nor WSL2's /dev/dxg) device node means no CUDA GPU, whatever torch says."""
+    if not _nvidia_device_nodes():
+        return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def _nvidia_device_nodes() -> bool:
+    from pathlib import Path
+
+    dev = Path("/dev")
+    return not dev.is_dir() or any(dev.glob("nvidia*")) or (dev / "dxg").exists()
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from audit.kernels.quantize import DEFAULT_BLOCK_SIZE
 from audit.kernels.storage import from_table, to_table
 from audit.runfolder import RunFolder
 from audit.schemas.embedding_storage import parse_embedding_storage_schema
+from audit.tables import embedding_matrix
 
 SIDES = {"image": "image_embedding", "text": "text_embedding"}
 
@@ -36,15 +37,14 @@ def embedding_tables(scored: pa.Table) -> dict[str, pa.Table]:
     """Block-int8 tables of the rows that have each side's embedding, keyed by row_id (the storage
     format's ``key`` column holds the corpus-unique row id, never the dataset's repeatable key)."""
     quantize = get_kernel("quantize_int8", "cpu")
-    keys = scored.column("row_id").to_pylist()
     out = {}
     for side, column in SIDES.items():
-        values = scored.column(column).to_pylist() if column in scored.column_names else [None] * len(keys)
-        idx = [i for i, v in enumerate(values) if v is not None]
-        if idx:
-            matrix = np.asarray([values[i] for i in idx], np.float32)
+        if column not in scored.column_names:
+            continue
+        idx, matrix = embedding_matrix(scored.column(column))
+        if idx.size:
             q = quantize(matrix, block_size=block_size_for(matrix.shape[1]))
-            out[side] = to_table(q, [keys[i] for i in idx])
+            out[side] = to_table(q, scored.column("row_id").take(pa.array(idx)).combine_chunks())
     return out
 
 

@@ -60,3 +60,35 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     n = table.num_rows
     cols = [table.column(f.name) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema]
     return pa.table(cols, schema=schema.remove_metadata()).cast(schema)
+
+
+def embedding_matrix(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the rows holding an embedding, their vectors as an (m, D) float32 matrix), read
+    from the list column's buffers without a Python object per value."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    idx = np.flatnonzero(pc.is_valid(arr).to_numpy(zero_copy_only=False))
+    if not idx.size:
+        return idx, np.zeros((0, 0), np.float32)
+    present = arr.take(pa.array(idx)) if idx.size < len(arr) else arr
+    lengths = pc.list_value_length(present).to_numpy(zero_copy_only=False)
+    if lengths.min() != lengths.max():  # ragged: as np.asarray of the Python lists would refuse
+        raise ValueError(f"embeddings of different lengths ({lengths.min()} and {lengths.max()})")
+    flat = present.flatten().to_numpy(zero_copy_only=False)
+    return idx, np.asarray(flat, np.float32).reshape(idx.size, int(lengths[0]))
+
+
+def list_column(n: int, idx: np.ndarray, matrix: np.ndarray | None) -> pa.Array:
+    """A length-n list<float32> column with ``matrix[j]`` at row ``idx[j]`` and nulls elsewhere."""
+    typ = pa.list_(pa.float32())
+    if matrix is None or not len(idx):
+        return pa.nulls(n, typ)
+    order = np.argsort(idx, kind="stable")
+    rows, values = np.asarray(idx)[order], np.ascontiguousarray(matrix[order], np.float32)
+    lengths = np.zeros(n, np.int64)
+    lengths[rows] = values.shape[1]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    mask = np.ones(n, bool)
+    mask[rows] = False
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values.reshape(-1)), type=typ, mask=pa.array(mask)
+    )

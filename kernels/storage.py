@@ -19,7 +19,7 @@ from audit.kernels.quantize import QuantizedEmbeddings, is_torch
 from audit.schemas.embedding_storage import embedding_storage_schema, parse_embedding_storage_schema
 
 
-def to_table(q: QuantizedEmbeddings, keys: Sequence[str] | None = None) -> pa.Table:
+def to_table(q: QuantizedEmbeddings, keys: Sequence[str] | pa.Array | None = None) -> pa.Table:
     """The Arrow table of ``q`` (zero-copy over the codes and scales)."""
     codes, scales = (np.ascontiguousarray(a.cpu().numpy() if is_torch(a) else a) for a in (q.codes, q.scales))
     n, d = codes.shape
@@ -31,7 +31,8 @@ def to_table(q: QuantizedEmbeddings, keys: Sequence[str] | None = None) -> pa.Ta
     if keys is not None:
         if len(keys) != n:
             raise ValueError(f"{len(keys)} keys for {n} embedding rows")
-        columns.insert(0, pa.array(keys, pa.string()))
+        key_array = keys if isinstance(keys, pa.Array) else pa.array(keys, pa.string())
+        columns.insert(0, key_array.cast(pa.string()))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -264,3 +264,35 @@ def test_tar_samples_keep_sidecar_rows_by_full_key(tmp_path: Path) -> None:
     table = _read(path).table
     assert table.column("key").to_pylist() == ["k1", "sub/k1", "k2"]
     assert table.column("url").to_pylist() == ["u1", None, "u2"]
+
+
+def test_string_captions_are_empty_exactly_when_python_strip_empties_them() -> None:
+    """The Arrow check (audit.readers.normalize.caption_columns) against str.strip() on every
+    whitespace character Python knows, alone, doubled and around text."""
+    from audit.readers.normalize import PY_WHITESPACE, caption_columns, decode_captions
+
+    blanks = [*PY_WHITESPACE, PY_WHITESPACE, " \u200b ", "\u200b", "\ufeff"]  # zero-width: not space
+    texts = [*blanks, *(f"{c}x{c}" for c in PY_WHITESPACE), "a photo", "", None]
+    col = pa.chunked_array([pa.array(texts, pa.string())])
+    captions, problems = caption_columns(col, len(texts))
+    ref_captions, ref_problems = decode_captions(col, len(texts))
+    assert captions.to_pylist() == ref_captions
+    assert problems.to_pylist() == ref_problems
+
+
+def test_seen_keys_match_a_set_over_many_batches() -> None:
+    """Key-repeat counting against a Python set, over enough batches that runs are merged."""
+    from audit.readers import SeenKeys
+
+    rng = np.random.default_rng(0)
+    keys = [f"k{v}" for v in rng.integers(0, 30_000, 40_000)]
+    seen, reference = SeenKeys(), set()
+    expected = []
+    for k in keys:
+        expected.append(k in reference)
+        reference.add(k)
+    got = np.concatenate([seen.add(keys[i : i + 997]) for i in range(0, len(keys), 997)])
+    assert got.tolist() == expected
+    assert seen.repeated == sum(expected)
+    assert seen.sorted_unique().size == len(reference)
+    assert len(seen._runs) <= 16  # merged as a binary counter, not one run per batch

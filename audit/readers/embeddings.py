@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from audit.errors import InputFileError
 from audit.readers.base import ShardReader
@@ -68,34 +69,42 @@ def attach_embeddings(
     quarantined; the rest are kept as given and L2-normalised by the CLIP stage.
     """
     n = base.num_rows
-    reasons = base.column("quarantine_reason").to_pylist()
-    details = base.column("quarantine_detail").to_pylist()
+    reasons = base.column("quarantine_reason")
+    details = base.column("quarantine_detail")
     columns: dict[str, pa.Array] = {}
+    row = np.arange(n)
     for name, (emb, source) in arrays.items():
         kept = np.asarray(emb[start : start + n], dtype=np.float32)
-        finite = np.isfinite(kept).all(axis=1)
-        nonzero = np.abs(kept).sum(axis=1) > 0
-        for i in range(n):
-            if reasons[i] is not None:
-                continue
-            if i >= kept.shape[0]:
-                reasons[i], details[i] = (
-                    "embedding_missing",
-                    f"{posixpath.basename(source)} has {emb.shape[0]} rows",
-                )
-            elif not finite[i]:
-                reasons[i], details[i] = "embedding_invalid", f"{name} holds NaN or inf"
-            elif not nonzero[i]:
-                reasons[i], details[i] = "embedding_invalid", f"{name} is all zeros"
+        m = kept.shape[0]
+        finite = np.zeros(n, bool)
+        nonzero = np.zeros(n, bool)
+        finite[:m] = np.isfinite(kept).all(axis=1)
+        nonzero[:m] = np.abs(kept).sum(axis=1) > 0
+        # the first problem found names the row: earlier reasons are kept
+        free = pc.is_null(reasons).to_numpy(zero_copy_only=False)
+        cases = (
+            (free & (row >= m), "embedding_missing", f"{posixpath.basename(source)} has {emb.shape[0]} rows"),
+            (free & (row < m) & ~finite, "embedding_invalid", f"{name} holds NaN or inf"),
+            (free & (row < m) & finite & ~nonzero, "embedding_invalid", f"{name} is all zeros"),
+        )
+        for mask, reason, detail in cases:
+            if mask.any():
+                hit = pa.array(mask)
+                reasons = pc.if_else(hit, pa.scalar(reason), reasons)
+                details = pc.if_else(hit, pa.scalar(detail), details)
         values = pa.array(kept.reshape(-1), pa.float32())
         offsets = pa.array(np.arange(0, kept.size + 1, kept.shape[1], dtype=np.int32))
         col = pa.ListArray.from_arrays(offsets, values)
-        if kept.shape[0] < n:
-            col = pa.concat_arrays([col, pa.nulls(n - kept.shape[0], pa.list_(pa.float32()))])
+        if m < n:
+            col = pa.concat_arrays([col, pa.nulls(n - m, pa.list_(pa.float32()))])
         columns[name] = col
-    columns["quarantine_reason"] = pa.array(reasons, pa.string())
-    columns["quarantine_detail"] = pa.array(details, pa.string())
+    columns["quarantine_reason"] = _array(reasons)
+    columns["quarantine_detail"] = _array(details)
     return set_columns(base, columns)
+
+
+def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def embedding_batches(

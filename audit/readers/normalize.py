@@ -29,27 +29,26 @@ class SeenKeys:
 
     @staticmethod
     def hashes(keys: list[str]) -> np.ndarray:
-        return np.fromiter(
-            (int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little") for k in keys),
-            dtype=np.uint64,
-            count=len(keys),
-        )
+        digests = b"".join(hashlib.blake2b(k.encode(), digest_size=8).digest() for k in keys)
+        return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
     def add(self, keys: list[str]) -> np.ndarray:
         """Record ``keys``; True where a key was seen before (earlier in this batch or shard)."""
         h = self.hashes(keys)
         seen = np.ones(len(h), dtype=bool)
         uniq, first = np.unique(h, return_index=True)
-        seen[first] = False
-        for run in self._runs:
-            at = np.minimum(np.searchsorted(run, h), len(run) - 1)
-            seen |= run[at] == h
+        known = np.zeros(uniq.size, dtype=bool)
+        for run in self._runs:  # sorted queries: the lookups walk each run in order
+            at = np.minimum(np.searchsorted(run, uniq), len(run) - 1)
+            known |= run[at] == uniq
+        seen[first] = known
         self.repeated += int(seen.sum())
         if uniq.size:
             self._runs.append(uniq)
-        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+        # merge equal-sized runs only (a binary counter): O(n log n) in all, never the big run per batch
+        while len(self._runs) > 1 and len(self._runs[-2]) <= len(self._runs[-1]):
             b, a = self._runs.pop(), self._runs.pop()
-            self._runs.append(np.union1d(a, b))
+            self._runs.append(_merge_sorted(a, b))
         return seen
 
     @property
@@ -60,8 +59,21 @@ class SeenKeys:
         """Every distinct key hash of the shard, sorted (for counting keys repeated across shards)."""
         out = np.zeros(0, dtype=np.uint64)
         for run in self._runs:
-            out = np.union1d(out, run)
+            out = _merge_sorted(out, run)
         return out
+
+
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of two sorted distinct arrays (np.union1d, which re-sorts and
+    hashes; a stable sort of two sorted runs is a linear merge)."""
+    both = np.sort(np.concatenate([a, b]), kind="stable")
+    keep = np.ones(both.size, dtype=bool)
+    keep[1:] = both[1:] != both[:-1]
+    return both[keep]
+
+
+# Every character Python's str.strip() removes (str.isspace): a caption of only these is empty.
+PY_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
 
 
 def decode_captions(col: pa.ChunkedArray | None, n: int) -> tuple[list[str | None], list[str | None]]:
@@ -89,6 +101,35 @@ def decode_captions(col: pa.ChunkedArray | None, n: int) -> tuple[list[str | Non
             captions.append(v)
             problems.append(None if v.strip() else "caption_empty")
     return captions, problems
+
+
+def caption_columns(col: pa.ChunkedArray | None, n: int) -> tuple[pa.Array, pa.Array]:
+    """``decode_captions`` as Arrow arrays: string captions are checked in Arrow (no Python object
+    per row); binary ones (webdataset .txt members) are decoded one by one."""
+    if col is not None and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        captions = single_array(col.cast(pa.string()))
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim(captions, characters=PY_WHITESPACE)), 0)
+        problems = pc.if_else(
+            pc.is_null(captions),
+            pa.scalar("caption_missing"),
+            pc.if_else(blank, pa.scalar("caption_empty"), pa.scalar(None, pa.string())),
+        )
+        return captions, problems
+    captions_list, problems_list = decode_captions(col, n)
+    return pa.array(captions_list, pa.string()), pa.array(problems_list, pa.string())
+
+
+def image_problems(image: pa.Array, status: pa.Array) -> pa.Array:
+    """image_missing where a fetched row (status null or success) has no bytes; image_empty where
+    it has zero bytes."""
+    fetched = pc.fill_null(pc.equal(status, "success"), True)
+    empty = pc.fill_null(pc.equal(pc.binary_length(image), 0), False)
+    none = pa.scalar(None, pa.string())
+    return pc.if_else(
+        pc.and_(pc.is_null(image), fetched),
+        pa.scalar("image_missing"),
+        pc.if_else(empty, pa.scalar("image_empty"), none),
+    )
 
 
 def column_as(table: pa.Table, cols: dict[str, str], name: str, typ: pa.DataType) -> pa.Array:
@@ -124,38 +165,36 @@ def normalize(
     # the dataset's own id first: img2dataset's `key` is renumbered per fetch output folder, while
     # LAION's SAMPLE_ID / DataComp's uid stay unique corpus-wide (decisions and removal lists key on it)
     if "sample_id" in cols:
-        keys = column_as(table, cols, "sample_id", pa.string()).to_pylist()
+        own = column_as(table, cols, "sample_id", pa.string())
     elif "key" in cols:
-        keys = column_as(table, cols, "key", pa.string()).to_pylist()
+        own = column_as(table, cols, "key", pa.string())
     else:
-        keys = [None] * n
-    keys = [k if k not in (None, "") else f"{spec.shard_id}:{start + i}" for i, k in enumerate(keys)]
+        own = None
+    row_ids = row_ids_for(spec.shard_id, start, n)
+    if own is None:
+        keys = row_ids
+    else:
+        keys = pc.if_else(pc.or_(pc.is_null(own), pc.fill_null(pc.equal(own, ""), True)), row_ids, own)
 
-    captions, caption_problems = decode_captions(
+    captions, caption_problems = caption_columns(
         table.column(cols["caption"]) if "caption" in cols else None, n
     )
-    image_problems: list[str | None] = [None] * n
-    status = column_as(table, cols, "fetch_status", pa.string()).to_pylist()
     image = column_as(table, cols, "image", pa.binary()) if "image" in cols else pa.nulls(n, pa.binary())
     if carries_images:
-        lengths = pc.binary_length(image).to_pylist()
-        for i, length in enumerate(lengths):
-            fetched = status[i] in (None, "success")
-            if length is None and fetched:
-                image_problems[i] = "image_missing"
-            elif length == 0:
-                image_problems[i] = "image_empty"
+        problems = image_problems(image, column_as(table, cols, "fetch_status", pa.string()))
+    else:
+        problems = pa.nulls(n, pa.string())
     # repeated keys are counted, never used to pick or drop a row: rows are named by row_id
-    (seen or SeenKeys()).add(keys)
+    (seen or SeenKeys()).add(keys.to_pylist())
 
     arrays = {
-        "row_id": row_ids_for(spec.shard_id, start, n),
-        "key": pa.array(keys, pa.string()),
-        "shard_id": pa.array([spec.shard_id] * n, pa.string()),
+        "row_id": row_ids,
+        "key": keys,
+        "shard_id": pa.repeat(pa.scalar(spec.shard_id, pa.string()), n),
         "row_index": pa.array(row_index),
-        "caption": pa.array(captions, pa.string()),
-        "caption_problem": pa.array(caption_problems, pa.string()),
-        "image_problem": pa.array(image_problems, pa.string()),
+        "caption": captions,
+        "caption_problem": caption_problems,
+        "image_problem": problems,
         "image": image,
         "quarantine_reason": pa.nulls(n, pa.string()),
         "quarantine_detail": pa.nulls(n, pa.string()),

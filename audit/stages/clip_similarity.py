@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from audit.clip_model import ClipModel
 from audit.embedding_store import block_size_for
 from audit.images import DecodedImage
 from audit.kernels.dispatch import get_kernel
 from audit.kernels.similarity import l2_normalize
-from audit.tables import active_rows, has_usable_caption, scatter, set_columns
+from audit.tables import active_rows, embedding_matrix, has_usable_caption, list_column, scatter, set_columns
 
 OUTPUT_COLUMNS = ("clip_similarity", "image_embedding", "text_embedding")
 
@@ -22,6 +23,9 @@ OUTPUT_COLUMNS = ("clip_similarity", "image_embedding", "text_embedding")
 class ClipSimilarityConfig:
     batch_size: int = 32
     device: str = "cpu"  # where the int8 similarity kernel runs (audit.kernels.dispatch)
+    # embed the captions of text-only rows (no image, no precomputed embedding); the audit asks
+    # for it on CUDA or when clip.encode_captions_on_cpu is set (audit.shard_audit)
+    encode_text_only_rows: bool = True
 
 
 def _paired_cosine(a: np.ndarray, b: np.ndarray, device: str) -> np.ndarray:
@@ -38,13 +42,6 @@ def _paired_cosine(a: np.ndarray, b: np.ndarray, device: str) -> np.ndarray:
     return np.asarray(cos.cpu().numpy() if hasattr(cos, "cpu") else cos, np.float32)
 
 
-def _embedding_column(n: int, idx: np.ndarray, emb: np.ndarray) -> pa.Array:
-    rows: list[list[float] | None] = [None] * n
-    for j, i in enumerate(idx):
-        rows[int(i)] = emb[j].tolist()
-    return pa.array(rows, pa.list_(pa.float32()))
-
-
 def _batched(fn: Callable[[Sequence], np.ndarray], items: list, batch_size: int) -> np.ndarray:
     parts = [fn(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
@@ -56,29 +53,34 @@ def score_clip_similarity(
     """Adds clip_similarity and both embeddings (L2-normalised).
 
     Rows that carry precomputed embeddings (clip-retrieval input) run no model; rows without an
-    image still get a text embedding.
+    image get a text embedding when ``cfg.encode_text_only_rows`` (else none: see
+    ``captions_not_embedded``).
     """
     n = table.num_rows
     active = active_rows(table)
-    status = table.column("image_status").to_pylist()
-    pre_img = table.column("image_embedding").to_pylist()
-    pre_txt = table.column("text_embedding").to_pylist()
-    captions = table.column("caption").to_pylist()
+    status = np.asarray(table.column("image_status").to_pylist(), dtype=object)
+    pre_rows_i, pre_img = embedding_matrix(table.column("image_embedding"))
+    pre_rows_t, pre_txt = embedding_matrix(table.column("text_embedding"))
     captioned = has_usable_caption(table)
 
-    has_pre = [pre_img[i] is not None and pre_txt[i] is not None for i in range(n)]
-    pre_idx = np.array([i for i in active if has_pre[i]], dtype=np.int64)
-    img_idx = np.array([i for i in active if not has_pre[i] and i in images], dtype=np.int64)
+    has_img, has_txt = np.zeros(n, bool), np.zeros(n, bool)
+    has_img[pre_rows_i], has_txt[pre_rows_t] = True, True
+    has_pre = has_img & has_txt
+    pre_idx = active[has_pre[active]]
+    in_images = np.zeros(n, bool)
+    in_images[np.fromiter(images.keys(), np.int64, len(images))] = True
+    img_idx = active[~has_pre[active] & in_images[active]]
     # image-only rows (no usable caption) get an image embedding and no similarity
-    txt_idx = np.array(
-        [i for i in active if not has_pre[i] and captioned[i] and status[i] in ("decoded", "absent")],
-        dtype=np.int64,
-    )
+    txt_ok = captioned & ((status == "decoded") | ((status == "absent") & cfg.encode_text_only_rows))
+    txt_idx = active[~has_pre[active] & txt_ok[active]]
 
     img_emb = _batched(model.encode_images, [images[int(i)] for i in img_idx], cfg.batch_size)
-    txt_emb = _batched(model.encode_texts, [captions[i] for i in txt_idx], cfg.batch_size)
-    pre_i = l2_normalize(np.asarray([pre_img[i] for i in pre_idx], np.float32)) if pre_idx.size else None
-    pre_t = l2_normalize(np.asarray([pre_txt[i] for i in pre_idx], np.float32)) if pre_idx.size else None
+    captions = table.column("caption").take(pa.array(txt_idx, pa.int64())).to_pylist() if txt_idx.size else []
+    txt_emb = _batched(model.encode_texts, captions, cfg.batch_size)
+    pre_i = pre_t = None
+    if pre_idx.size:
+        pre_i = l2_normalize(pre_img[np.searchsorted(pre_rows_i, pre_idx)])
+        pre_t = l2_normalize(pre_txt[np.searchsorted(pre_rows_t, pre_idx)])
 
     sim_idx, sims, img_rows, img_vecs, txt_rows, txt_vecs = [], [], [], [], [], []
     if img_idx.size:
@@ -108,11 +110,23 @@ def score_clip_similarity(
         table,
         {
             "clip_similarity": scatter(n, cat(sim_idx, np.int64), cat(sims, np.float32), pa.float32()),
-            "image_embedding": _embedding_column(
+            "image_embedding": list_column(
                 n, cat(img_rows, np.int64), np.concatenate(img_vecs) if img_vecs else None
             ),
-            "text_embedding": _embedding_column(
+            "text_embedding": list_column(
                 n, cat(txt_rows, np.int64), np.concatenate(txt_vecs) if txt_vecs else None
             ),
         },
     )
+
+
+def captions_not_embedded(table: pa.Table) -> int:
+    """Rows with a usable caption that got no text embedding (text-only rows left unembedded)."""
+    captioned = pa.array(has_usable_caption(table))
+    active = np.zeros(table.num_rows, bool)
+    active[active_rows(table)] = True
+    missing = np.logical_and(
+        np.logical_and(captioned.to_numpy(zero_copy_only=False), active),
+        pc.is_null(table.column("text_embedding")).to_numpy(zero_copy_only=False),
+    )
+    return int(missing.sum())

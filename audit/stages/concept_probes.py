@@ -6,33 +6,37 @@ import numpy as np
 import pyarrow as pa
 
 from audit.concepts import ConceptProbes
-from audit.tables import set_columns
+from audit.tables import embedding_matrix, set_columns
 
 OUTPUT_COLUMNS = ("concept_scores", "concept_hits", "identity_top")
+SCORES_TYPE = pa.map_(pa.string(), pa.float32())
 
 
 def score_concepts(table: pa.Table, *, probes: ConceptProbes) -> pa.Table:
     """Adds concept_scores (concept -> cosine), concept_hits and identity_top; rows without an
-    image embedding get nulls."""
+    image embedding get nulls. Built from NumPy arrays, never a Python object per row."""
     n = table.num_rows
-    emb = table.column("image_embedding").to_pylist()
-    idx = [i for i, e in enumerate(emb) if e is not None]
-    scores_col: list = [None] * n
-    hits_col: list = [None] * n
-    ident_col: list = [None] * n
-    if idx:
-        scores, hits = probes.score(np.asarray([emb[i] for i in idx], np.float32))
-        hit_lists, identity_top = probes.describe(scores, hits)
-        ids = probes.ids
-        for j, i in enumerate(idx):
-            scores_col[i] = list(zip(ids, scores[j].tolist(), strict=True))
-            hits_col[i] = hit_lists[j]
-            ident_col[i] = identity_top[j]
-    return set_columns(
-        table,
-        {
-            "concept_scores": pa.array(scores_col, pa.map_(pa.string(), pa.float32())),
-            "concept_hits": pa.array(hits_col, pa.list_(pa.string())),
-            "identity_top": pa.array(ident_col, pa.string()),
-        },
-    )
+    idx, emb = embedding_matrix(table.column("image_embedding"))
+    if not idx.size:
+        columns = {
+            "concept_scores": pa.nulls(n, SCORES_TYPE),
+            "concept_hits": pa.nulls(n, pa.list_(pa.string())),
+            "identity_top": pa.nulls(n, pa.string()),
+        }
+        return set_columns(table, columns)
+    scores, hits = probes.score(emb)
+    hit_lists, identity_top = probes.describe_arrays(scores, hits)
+    k = scores.shape[1]
+    keys = pa.array(probes.ids, pa.string()).take(pa.array(np.tile(np.arange(k, dtype=np.int32), idx.size)))
+    offsets = pa.array(np.arange(0, (idx.size + 1) * k, k, dtype=np.int32))
+    score_map = pa.MapArray.from_arrays(offsets, keys, pa.array(scores.reshape(-1), pa.float32()))
+    # present rows -> their rows of the batch; a null position takes a null
+    position = np.full(n, -1, np.int64)
+    position[idx] = np.arange(idx.size)
+    at = pa.array(position, mask=position < 0)
+    columns = {
+        "concept_scores": score_map.take(at),
+        "concept_hits": hit_lists.take(at),
+        "identity_top": identity_top.take(at),
+    }
+    return set_columns(table, columns)

@@ -6,7 +6,9 @@ import functools
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from audit.images import DecodedImage, DecodeFailure, decode_image
 from audit.jpeg_batch import DecodeCounts, decode_jpeg_batch
@@ -47,25 +49,21 @@ def decode_images(
     _say_decoder(cfg.jpeg_device)
     counts = counts if counts is not None else DecodeCounts()
     n = table.num_rows
-    images = table.column("image").to_pylist()
-    has_emb = [
-        a is not None and b is not None
-        for a, b in zip(
-            table.column("image_embedding").to_pylist(),
-            table.column("text_embedding").to_pylist(),
-            strict=True,
-        )
-    ]
-    status: list[str | None] = [None] * n
+    # per row: bytes to decode (non-empty), and both precomputed embeddings (no Python lists of floats)
+    lengths = pc.binary_length(table.column("image")).to_numpy(zero_copy_only=False)
+    has_bytes = np.nan_to_num(np.asarray(lengths, np.float64), nan=0.0) > 0
+    has_emb = np.logical_and(
+        pc.is_valid(table.column("image_embedding")).to_numpy(zero_copy_only=False),
+        pc.is_valid(table.column("text_embedding")).to_numpy(zero_copy_only=False),
+    )
+    active = np.zeros(n, bool)
+    active[active_rows(table)] = True
+    status = np.full(n, None, dtype=object)
+    idle = ~has_bytes & active
+    status[idle] = np.where(has_emb[idle], "precomputed", "absent")
     problems = table.column("image_problem").to_pylist()
-    active = set(active_rows(table).tolist())
-    todo: list[int] = []
-    for i in range(n):
-        if images[i]:
-            todo.append(i)
-        elif i in active:
-            status[i] = "precomputed" if has_emb[i] else "absent"
-    blobs = [images[i] for i in todo]
+    todo = np.flatnonzero(has_bytes).tolist()
+    blobs = table.column("image").take(pa.array(todo, pa.int64())).to_pylist() if todo else []
     if cfg.jpeg_device is None:
         results = [decode_image(b, cfg.max_pixels) for b in blobs]
         counts.pil += len(blobs)
@@ -76,17 +74,17 @@ def decode_images(
     for i, result in zip(todo, results, strict=True):
         if isinstance(result, DecodeFailure):
             problems[i] = result.reason
-            if i in active:
+            if active[i]:
                 status[i] = "precomputed" if has_emb[i] else "absent"
                 details[i] = result.detail  # kept for quarantine_unscorable's detail
         else:
             decoded[i] = result
-            if i in active:
+            if active[i]:
                 status[i] = "decoded"
     return set_columns(
         table,
         {
-            "image_status": pa.array(status, pa.string()),
+            "image_status": pa.array(status.tolist(), pa.string()),
             "image_problem": pa.array(problems, pa.string()),
             "quarantine_detail": pa.array(details, pa.string()),
         },
@@ -98,18 +96,23 @@ def quarantine_unscorable(table: pa.Table) -> pa.Table:
 
     The reason is the image's problem when there were bytes that failed, else the caption's.
     """
-    status = table.column("image_status").to_pylist()
-    caption = table.column("caption_problem").to_pylist()
-    image = table.column("image_problem").to_pylist()
-    details = table.column("quarantine_detail").to_pylist()
+    usable_image = pc.fill_null(
+        pc.is_in(table.column("image_status"), pa.array(["decoded", "precomputed"])), False
+    )
+    unusable = pc.and_(pc.is_valid(table.column("caption_problem")), pc.invert(usable_image))
+    hit = np.flatnonzero(unusable.to_numpy(zero_copy_only=False))
+    hit = np.intersect1d(hit, active_rows(table))
+    if not hit.size:
+        return table
+    at = pa.array(hit, pa.int64())
+    caption = table.column("caption_problem").take(at).to_pylist()
+    image = table.column("image_problem").take(at).to_pylist()
+    details = table.column("quarantine_detail").take(at).to_pylist()
     reasons: dict[int, tuple[str, str]] = {}
-    for i in active_rows(table):
-        i = int(i)
-        if caption[i] is None or status[i] in ("decoded", "precomputed"):
-            continue
-        reason = image[i] or caption[i]
+    for j, i in enumerate(hit.tolist()):
+        reason = image[j] or caption[j]
         detail = (
-            "; ".join(d for d in (details[i], f"caption: {caption[i]}" if image[i] else None) if d) or None
+            "; ".join(d for d in (details[j], f"caption: {caption[j]}" if image[j] else None) if d) or None
         )
         reasons[i] = (reason, detail or "")
     return quarantine(table, reasons)
