@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample fetch audit dashboard report clean-set test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory bench-fetch
+.PHONY: help setup system-deps sample fetch audit dashboard report clean-set test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory bench-fetch bench-dashboard
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,8 +55,10 @@ audit: setup ## audit SHARDS (default: the embedded sample) into the run folder 
 	$(BIN)/mmaudit audit --config $(CONFIG) --out $(OUT) $(foreach s,$(SHARDS),--shards $(s)) \
 	  $(if $(filter $(SAMPLE)/%,$(firstword $(SHARDS))),--set 'images.known_bad_lists=[$(SAMPLE)/known_bad.csv]')
 
-dashboard: setup ## open the review dashboard on the run folder RUN
-	$(BIN)/mmaudit dashboard --run $(RUN) --port $(PORT)
+# RUN given (make dashboard RUN=runs/x): that run; otherwise the latest finished run under runs/
+LATEST_RUN = $$($(BIN)/python -c 'from audit.review import latest_run; print(latest_run())' 2>/dev/null || echo $(OUT))
+dashboard: setup ## open the review dashboard on RUN (default: the latest finished run under runs/)
+	$(BIN)/mmaudit dashboard --run "$(if $(filter command line environment,$(origin RUN)),$(RUN),$(LATEST_RUN))" --port $(PORT)
 
 report: setup ## write RUN/report/ (report.html with plots, figures.json, flags/removal exports)
 	$(BIN)/mmaudit report --run $(RUN)
@@ -74,7 +76,11 @@ test-fast: setup ## the tests not marked slow
 BENCH_ROWS ?= 1000000
 BENCH_DIM  ?= 512
 
-bench: bench-scorers bench-kernels bench-neighbours bench-memory bench-fetch ## every benchmark (JSON under bench/results/)
+bench: bench-scorers bench-kernels bench-neighbours bench-memory bench-fetch bench-dashboard ## every benchmark (JSON under bench/results/)
+
+bench-dashboard: setup ## review dashboard over 1M flags in Chromium: filter change, row click, decision (s); server RSS
+	$(BIN)/python -m audit.benchmarks.dashboard --out bench/results/dashboard.json --flags $(BENCH_ROWS) \
+	  --summary bench/results/dashboard-summary.json
 
 bench-fetch: setup ## img2dataset fetch images/s against a local HTTP server, and the metadata-join overhead
 	$(BIN)/python -m audit.benchmarks.fetch --out bench/results/fetch.json

@@ -125,6 +125,11 @@ def go(page: str) -> None:
     st.switch_page(PAGES[page])
 
 
-def open_detail(row: OpenRow) -> None:
+def set_open_row(row: OpenRow) -> None:
+    """The row the detail page shows next (from a callback: no page switch needed there)."""
     st.session_state[_OPEN] = row
+
+
+def open_detail(row: OpenRow) -> None:
+    set_open_row(row)
     go("detail")

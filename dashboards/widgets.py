@@ -76,18 +76,26 @@ def current_filter() -> tuple[QueueFilter, QueueSort]:
 def decision_buttons(
     r: Review, key: str, on_decide: Callable[[str, str], None], *, count: int = 1, what: str = ""
 ) -> None:
-    """Note box and one button per decision; ``on_decide(decision, note)`` runs on a click. ``what``
-    names the rows a bulk decision covers (shown as text)."""
+    """Note box and one button per decision; a click calls ``on_decide(decision, note)`` before the
+    rerun it starts (a callback: the next run already shows the result, one run instead of two).
+    ``what`` names the rows a bulk decision covers (shown as text)."""
     if what:
         st.text(what)
-    note = st.text_input("Note (optional)", key=f"note-{key}")
+    note_key = f"note-{key}"
+    st.text_input("Note (optional)", key=note_key)
     cols = st.columns(len(DECISIONS))
     disabled = not r.reviewer or count == 0
     for col, choice in zip(cols, DECISIONS, strict=True):
-        if col.button(DECISION_LABELS[choice], key=f"{choice}-{key}", disabled=disabled):
-            on_decide(choice, note)
+        col.button(
+            DECISION_LABELS[choice], key=f"{choice}-{key}", disabled=disabled,
+            on_click=_decided, args=(on_decide, choice, note_key),
+        )  # fmt: skip
     if not r.reviewer:
         st.caption("Enter your name in the sidebar to record decisions.")
+
+
+def _decided(on_decide: Callable[[str, str], None], choice: str, note_key: str) -> None:
+    on_decide(choice, st.session_state.get(note_key) or "")
 
 
 def image(r: Review, row: dict, key: str, *, ahead: Sequence[dict] = ()) -> None:
@@ -150,6 +158,8 @@ def queue_frame(masker: Masker, rows: pa.Table) -> pd.DataFrame:
 
 
 def selected_row(event: object) -> int | None:
-    """The row index a single-row st.dataframe selection points at, if any."""
-    rows = getattr(getattr(event, "selection", None), "rows", None) or []
+    """The row index a single-row st.dataframe selection points at, if any (the widget's return value
+    or its session-state value)."""
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    rows = (selection.get("rows") if isinstance(selection, dict) else getattr(selection, "rows", None)) or []
     return int(rows[0]) if rows else None

@@ -118,6 +118,28 @@ def _shard_file(path: Path, shard_id: str, n: int, tiles: list[bytes], captions:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _default(typ: pa.DataType) -> object:
+    if pa.types.is_list(typ) or pa.types.is_map(typ):
+        return []
+    if pa.types.is_string(typ):
+        return ""
+    return False if pa.types.is_boolean(typ) else 0
+
+
+def _complete(cols: dict[str, pa.Array], n: int, schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` from ``cols``; a column the schema has and ``cols`` lacks (one a newer
+    stage added) is null, or empty/false/zero where the schema forbids nulls."""
+    full = {}
+    for field in schema:
+        if field.name in cols:
+            full[field.name] = cols[field.name]
+        elif field.nullable:
+            full[field.name] = pa.nulls(n, field.type)
+        else:
+            full[field.name] = pa.array([_default(field.type)] * n, field.type)
+    return pa.table(full, schema=schema)
+
+
 def _flags_of_shard(rng: np.random.Generator, shard_id: str, n: int, captions: pa.Array, s: int) -> pa.Table:
     which = rng.integers(0, len(REASONS), n)
     second = rng.integers(0, len(REASONS), n)
@@ -137,7 +159,7 @@ def _flags_of_shard(rng: np.random.Generator, shard_id: str, n: int, captions: p
     score_names = ["text_offensive_prob", "text_hate_prob", "image_nsfw_prob"]
     scores = rng.random(n * len(score_names)).round(4)
     ids = row_ids_for(shard_id, 0, n)
-    return pa.table(
+    return _complete(
         {
             "row_id": ids,
             "key": pc.binary_join_element_wise(pa.scalar(shard_id), pa.array(index).cast(pa.string()), "-"),
@@ -147,7 +169,6 @@ def _flags_of_shard(rng: np.random.Generator, shard_id: str, n: int, captions: p
                 pa.scalar(f"https://example.org/{shard_id}"), pa.array(index).cast(pa.string()), "/"
             ),
             "caption": captions,
-            "ocr_text": pa.nulls(n, pa.string()),
             "reasons": pa.array(reasons, pa.list_(pa.string())),
             "rules": pa.array(reasons, pa.list_(pa.string())),
             "severity": pa.array(np.array(SEVERITIES)[rank]),
@@ -163,7 +184,8 @@ def _flags_of_shard(rng: np.random.Generator, shard_id: str, n: int, captions: p
             "known_bad_distance": pa.array(np.where(bad, 0, None), pa.int32()),
             "render_blocked": pa.array(bad),
         },
-        schema=FLAGS_SCHEMA,
+        n,
+        FLAGS_SCHEMA,
     )
 
 
@@ -240,7 +262,7 @@ def synth_run(root: str | Path, n_flags: int = 1_000_000, n_shards: int = 100, s
     }
     nq = len(q_rows["row_id"])
     qreasons = np.array(["image_undecodable", "image_truncated", "image_empty"])[np.arange(nq) % 3]
-    quarantine_table = pa.table(
+    quarantine_table = _complete(
         {
             **q_rows,
             "url": pa.nulls(nq, pa.string()),
@@ -250,7 +272,8 @@ def synth_run(root: str | Path, n_flags: int = 1_000_000, n_shards: int = 100, s
             "known_bad_match": pa.array([False] * nq),
             "known_bad_list": pa.nulls(nq, pa.string()),
         },
-        schema=QUARANTINE_SCHEMA,
+        nq,
+        QUARANTINE_SCHEMA,
     )
     pq.write_table(quarantine_table, run / "quarantine.parquet")
     counts = np.bincount(

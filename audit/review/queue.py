@@ -8,6 +8,7 @@ audit.render_policy.never_render marks are in no queue: they are only counted an
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ def _cursor(run: ReviewRun, f: QueueFilter | None = None) -> duckdb.DuckDBPyConn
 
 
 def _build(run: ReviewRun, f: QueueFilter) -> _Query:
-    q = _Query(where=["NOT never_render"])
+    q = _Query(where=["pos NOT IN (SELECT pos FROM never_rendered)"])  # never_render, found at open
     if f.reasons:
         q.where.append("list_has_any(reasons, ?)")
         q.params.append(list(f.reasons))
@@ -124,31 +125,36 @@ def _from(q: _Query) -> str:
     return "flags LEFT JOIN latest USING (row_id)" if q.join_decisions else "flags"
 
 
-def _order(sort: QueueSort) -> tuple[str, list[Any]]:
-    """The ORDER BY of a sort and its params; file position breaks ties, so every order is total."""
+def _keys(sort: QueueSort) -> tuple[str, str, list[Any]]:
+    """(the sort key columns a result keeps, its ORDER BY over them, their params). File position
+    breaks ties, so every order is total and pages never overlap."""
     d = "DESC" if sort.descending else "ASC"
     if sort.by == "severity":
-        return f"severity_rank {d}, pos", []
+        return "severity_rank AS k", f"k {d}, pos", []
     if sort.by == "row":
-        return f"shard_id {d}, row_index {d}", []
-    return f"scores[?] {d} NULLS LAST, pos", [sort.by.removeprefix("score:")]
+        return "shard_id AS k, row_index AS k2", f"k {d}, k2 {d}", []
+    return "scores[?] AS k", f"k {d} NULLS LAST, pos", [sort.by.removeprefix("score:")]
+
+
+_TABLE_NUMBERS = itertools.count()  # result table names, unique in the process
 
 
 class ResultCache:
-    """The last few filter results of a run as small DuckDB tables (file position and queue order of
-    each hit), so a filter is scanned once and its count, pages, next and previous are lookups.
+    """The last few filter results of a run as small DuckDB tables (each hit's file position and sort
+    key), so a filter is scanned once and its count, pages, next and previous are queries over a
+    table of a few bytes per hit. Pages are a top-N over that table, not a full sort: a sort by a
+    score of a million rows costs its one scan, not a sort of a million rows.
 
     Keyed by filter and sort, and by the decisions version when the filter depends on decisions (a
     decision changes who is undecided; it changes nothing else). Every use holds the lock: a table is
     never dropped while another session reads it.
     """
 
-    KEPT = 4  # 16 bytes per hit: a million-hit result is 16 MB
+    KEPT = 4  # ~16 bytes per hit: a million-hit result is ~16 MB
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._tables: OrderedDict[tuple, str] = OrderedDict()
-        self._made = 0
 
     def table(self, run: ReviewRun, cur: duckdb.DuckDBPyConnection, f: QueueFilter, sort: QueueSort) -> str:
         """The result table of (f, sort), made if needed; the caller holds ``lock``."""
@@ -157,12 +163,10 @@ class ResultCache:
             self._tables.move_to_end(key)
             return self._tables[key]
         q = _build(run, f)
-        order, extra_params = _order(sort)
-        name = f"queue_result_{self._made}"
-        self._made += 1
+        keys, _, extra_params = _keys(sort)
+        name = f"queue_result_{next(_TABLE_NUMBERS)}"
         cur.execute(
-            f"CREATE TABLE {name} AS SELECT pos, row_number() OVER (ORDER BY {order}) - 1 AS ord "
-            f"FROM {_from(q)} WHERE {' AND '.join(q.where)}",
+            f"CREATE TABLE {name} AS SELECT pos, {keys} FROM {_from(q)} WHERE {' AND '.join(q.where)}",
             extra_params + q.params,
         )
         self._tables[key] = name
@@ -196,10 +200,11 @@ def page_ids(
     cache = _results(run)
     with cache.lock:
         cur = _cursor(run, f)
-        name = cache.table(run, cur, f, sort or QueueSort())
+        sort = sort or QueueSort()
+        name = cache.table(run, cur, f, sort)
+        _, order, _ = _keys(sort)
         got = cur.execute(
-            f"SELECT pos FROM {name} WHERE ord >= ? AND ord < ? ORDER BY ord",
-            [int(offset), int(offset + limit)],
+            f"SELECT pos FROM {name} ORDER BY {order} LIMIT ? OFFSET ?", [int(limit), int(offset)]
         ).fetchall()
     positions = [int(p) for (p,) in got]
     if not positions:
@@ -266,9 +271,12 @@ def row_ids(run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None) -> pa
     cache = _results(run)
     with cache.lock:
         cur = _cursor(run, f)
-        name = cache.table(run, cur, f, sort or QueueSort())
+        sort = sort or QueueSort()
+        name = cache.table(run, cur, f, sort)
+        _, order, _ = _keys(sort)
         table = cur.sql(
-            f"SELECT f.row_id FROM {name} h JOIN flags f USING (pos) ORDER BY h.ord"
+            f"SELECT f.row_id FROM (SELECT pos, row_number() OVER (ORDER BY {order}) AS n FROM {name}) h "
+            "JOIN flags f USING (pos) ORDER BY h.n"
         ).to_arrow_table()
     return table.column("row_id").combine_chunks()
 
@@ -336,7 +344,7 @@ def facets(run: ReviewRun) -> Facets:
 
 
 def never_rendered_count(run: ReviewRun) -> int:
-    return int(run.db().execute("SELECT count(*) FROM flags WHERE never_render").fetchone()[0])  # type: ignore[index]
+    return int(run.db().execute("SELECT count(*) FROM never_rendered").fetchone()[0])  # type: ignore[index]
 
 
 def never_rendered(run: ReviewRun, offset: int = 0, limit: int = 100) -> pa.Table:
@@ -344,7 +352,7 @@ def never_rendered(run: ReviewRun, offset: int = 0, limit: int = 100) -> pa.Tabl
     return (
         run.db()
         .sql(
-            "SELECT row_id FROM flags WHERE never_render ORDER BY pos LIMIT ? OFFSET ?",
+            "SELECT row_id FROM never_rendered ORDER BY pos LIMIT ? OFFSET ?",
             params=[limit, offset],
         )
         .to_arrow_table()

@@ -150,6 +150,11 @@ def _open_db(run: ReviewRun) -> tuple[duckdb.DuckDBPyConnection, frozenset[str]]
         f"{NEVER_RENDER_SQL} AS never_render "
         f"FROM {_parquet_source(run, [folder.flags], ', file_row_number = true')}"
     )
+    # the few never-render rows, found once: every queue leaves them out by an anti-join on this small
+    # table instead of evaluating the predicate (a list column among them) on every row of every scan
+    con.execute(
+        "CREATE TABLE never_rendered AS SELECT pos, row_id FROM flags WHERE never_render ORDER BY pos"
+    )
     views = {"flags"}
     for name, needed in _OPTIONAL.items():
         path = folder.path(f"{name}.parquet")

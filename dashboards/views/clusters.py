@@ -59,7 +59,6 @@ def render(r: Review) -> None:
     def decide(decision: str, note: str) -> None:
         written = record_decisions(run, q.row_ids(run, f, sort), decision, r.reviewer, note)
         flash(f"{decision} recorded for {written} rows of cluster {cluster} by {r.reviewer}")
-        st.rerun()
 
     st.subheader("Decide the whole cluster")
     confirm = st.checkbox("I have reviewed this cluster", key=f"cluster-confirm-{cluster}")

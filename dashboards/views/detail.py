@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.dashboards import data, widgets
-from audit.dashboards.state import OpenRow, Review, flash, go, open_detail, open_row, review, seeds
+from audit.dashboards.state import OpenRow, Review, flash, go, open_row, review, seeds, set_open_row
 from audit.render_policy import never_render
 from audit.review import decision_history, record_decision
 from audit.review import details as d
@@ -25,28 +25,33 @@ def _nav(r: Review, at: OpenRow) -> None:
         return
     total = data.queue_count(r.run, r.run.url, at.queue_filter, at.sort, data.version(r.run))
     cols[3].text(f"row {at.position + 1} of {total} in the queue")
-    prev_id = q.row_at(r.run, at.queue_filter, at.sort, at.position - 1) if at.position > 0 else None
-    if cols[0].button("Previous", key="detail-prev", disabled=prev_id is None) and prev_id:
-        open_detail(OpenRow(prev_id, at.position - 1, at.source, at.queue_filter, at.sort))
-    if cols[1].button("Next", key="detail-next", disabled=at.position + 1 >= total):
-        next_id = q.row_at(r.run, at.queue_filter, at.sort, at.position + 1)
-        if next_id:
-            open_detail(OpenRow(next_id, at.position + 1, at.source, at.queue_filter, at.sort))
+    cols[0].button("Previous", key="detail-prev", disabled=at.position == 0, on_click=_move, args=(r, at, -1))
+    cols[1].button(
+        "Next", key="detail-next", disabled=at.position + 1 >= total, on_click=_move, args=(r, at, 1)
+    )
     if cols[2].button("Back to the queue", key="detail-back"):
         go("queue")
 
 
+def _move(r: Review, at: OpenRow, step: int) -> None:
+    """(A callback.) Open the row ``step`` places away in the queue."""
+    assert at.position is not None and at.queue_filter is not None
+    row_id = q.row_at(r.run, at.queue_filter, at.sort, at.position + step)
+    if row_id is not None:
+        set_open_row(OpenRow(row_id, at.position + step, at.source, at.queue_filter, at.sort))
+
+
 def _decided(r: Review, at: OpenRow, decision: str, note: str) -> None:
+    """(A callback.) Record the decision and open the next row of the queue."""
     saved = record_decision(r.run, at.row_id, decision, r.reviewer, note)
     message = f"recorded {saved.decision} for {saved.row_id} by {saved.reviewer}"
     if at.position is not None and at.queue_filter is not None:
         next_id, position = q.next_after_decision(r.run, at.queue_filter, at.sort, at.position, at.row_id)
         if next_id is not None:  # deciding moves to the next row
-            flash(message)
-            open_detail(OpenRow(next_id, position, at.source, at.queue_filter, at.sort))
-        message += "; that was the last row of the queue"
+            set_open_row(OpenRow(next_id, position, at.source, at.queue_filter, at.sort))
+        else:
+            message += "; that was the last row of the queue"
     flash(message)
-    st.rerun()
 
 
 def render(r: Review) -> None:

@@ -80,7 +80,6 @@ def render(r: Review) -> None:
         for rid in list(chosen):
             st.session_state.pop(f"gallery-select-{rid}", None)
         chosen.clear()
-        st.rerun()
 
     st.subheader("Decide the selected rows")
     widgets.decision_buttons(

@@ -63,7 +63,6 @@ def render(r: Review) -> None:
         written = record_decisions(run, flagged, decision, r.reviewer, note)
         flash(f"{decision} recorded for {written} similar flagged rows by {r.reviewer}")
         st.session_state.pop(RESULT, None)
-        st.rerun()
 
     st.subheader("Decide the flagged rows found")
     widgets.decision_buttons(r, "mlt-bulk", decide, count=len(flagged), what=f"{len(flagged)} flagged rows")

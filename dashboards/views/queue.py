@@ -3,6 +3,8 @@ it; the whole filter result can be decided at once."""
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from audit.dashboards import data, widgets
@@ -11,9 +13,18 @@ from audit.review import queue as q
 from audit.review import record_decisions
 
 PAGE_SIZES = (25, 50, 100, 200)
+PENDING = "queue-open-pending"  # the row a click picked, opened first thing in the next run
+
+
+def _picked(key: str, ids: list[str], offset: int, f, sort) -> None:
+    i = widgets.selected_row(st.session_state.get(key))
+    if i is not None:
+        st.session_state[PENDING] = OpenRow(ids[i], offset + i, "queue", f, sort)
 
 
 def render(r: Review) -> None:
+    if (pending := st.session_state.pop(PENDING, None)) is not None:
+        open_detail(pending)
     run = r.run
     st.title("Queue")
     f, sort = widgets.filter_panel(r)
@@ -36,16 +47,18 @@ def render(r: Review) -> None:
         st.info("No flagged pairs match these filters.")
         return
     st.text(f"rows {offset + 1}-{offset + rows.num_rows} of {total}; click a row to open it")
+    ids = rows.column("row_id").to_pylist()
+    table_key = f"queue-table-{sig}-{offset}"
     event = st.dataframe(
         widgets.queue_frame(data.masker(run), rows),
         hide_index=True,
         width="stretch",
-        on_select="rerun",
+        # a callback: the next run opens the row before drawing the queue again
+        on_select=functools.partial(_picked, table_key, ids, offset, f, sort),
         selection_mode="single-row",
-        key=f"queue-table-{sig}-{offset}",
+        key=table_key,
     )
-    picked = widgets.selected_row(event)
-    ids = rows.column("row_id").to_pylist()
+    picked = widgets.selected_row(event)  # a selection set without the callback (AppTest)
     with st.expander("Open a row by its id"):
         choice = st.selectbox("Row on this page", ids, key=f"queue-open-{offset}")
         if st.button("Open", key="queue-open-button"):
@@ -58,7 +71,6 @@ def render(r: Review) -> None:
         def decide_all(decision: str, note: str) -> None:
             written = record_decisions(run, q.row_ids(run, f, sort), decision, r.reviewer, note)
             flash(f"{decision} recorded for {written} rows by {r.reviewer}")
-            st.rerun()
 
         confirm = st.checkbox("I have reviewed all of these rows", key="queue-bulk-confirm")
         widgets.decision_buttons(
