@@ -86,7 +86,8 @@ def test_precomputed_copy_gives_the_same_flags(sample_dir: Path, make_config, tm
             assert left ^ right <= {"image-text-mismatch"}, row
             continue
         if "known-bad-hash" in left and "known-bad-hash" not in right:
-            # pHash matches need pixels; the SHA-256 match survives through the exported sha256 column
-            assert source_keys[row] == "known-bad-phash"
+            # perceptual (pHash, PDQ) matches need pixels; the SHA-256 match survives through the
+            # exported sha256 column
+            assert source_keys[row] in ("known-bad-phash", "known-bad-pdq"), source_keys[row]
             left = left - {"known-bad-hash"}
         assert left == right, row
