@@ -19,12 +19,14 @@ from audit.dashboards.state import Review, queue_filter, queue_sort, set_queue_f
 from audit.render_policy import may_render
 from audit.report_mask import Masker
 from audit.review import DECISION_LABELS, DECISIONS, UNDECIDED, ImageUnavailableError, load_thumbnails
+from audit.review.images import is_cached, prefetch
 from audit.review.queue import QueueFilter, QueueSort
 from audit.review.safety import marked_caption, term_spans
 from audit.schemas import SEVERITIES
 
 ANY = "any"
 NO_SCORE = "(no score filter)"
+AHEAD = 10  # queue rows after the open one whose thumbnails are read with it
 NEVER_SHOWN = "This image is never shown: the row matched a known-bad list or a never-render rule."
 
 
@@ -98,14 +100,20 @@ def _decided(on_decide: Callable[[str, str], None], choice: str, note_key: str) 
     on_decide(choice, st.session_state.get(note_key) or "")
 
 
-def image(r: Review, row: dict, key: str, *, ahead: Sequence[dict] = ()) -> None:
+def image(r: Review, row: dict, key: str, *, ahead: Callable[[int], list[dict]] | None = None) -> None:
     """The row's thumbnail, blurred until the reveal box is ticked; never-render rows get no image.
-    ``ahead``: rows likely opened next, thumbnailed in the same read of their shards."""
+    ``ahead(n)`` gives the next n rows of the queue: thumbnailed in the same read of their shards when
+    this row's image has to be read, else in the background once the next few are not cached."""
     if not may_render(row):
         st.error(NEVER_SHOWN)
         return
     reveal = st.checkbox("Reveal image", key=f"reveal-{key}")
-    rows = [row, *(a for a in ahead if a["row_id"] != row["row_id"])]
+    rows = [row]
+    if ahead is not None:
+        if not is_cached(r.run, row):
+            rows += [a for a in ahead(AHEAD) if a["row_id"] != row["row_id"]]
+        else:  # off the page's path: the reviewer is looking at this one
+            prefetch(r.run, lambda: ahead(AHEAD))
     got = load_thumbnails(r.run, rows, blur=not reveal, grayscale=r.grayscale, only=[row["row_id"]])[
         row["row_id"]
     ]

@@ -360,9 +360,8 @@ def main() -> None:
     parser.add_argument("--flags", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--workdir", default=None, help="keep the synthetic run here (default: a temp folder)"
-    )
+    parser.add_argument("--workdir", default=None, help="make the synthetic run under this folder")
+    parser.add_argument("--summary", default=None, help="also write the summary (no per-step detail) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mmaudit-bench-dashboard-", dir=args.workdir) as tmp:
         t0 = time.perf_counter()

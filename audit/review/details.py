@@ -147,10 +147,10 @@ def duplicate_groups(run: ReviewRun, row_id: str, limit: int = 200) -> pa.Table:
     return (
         run.db()
         .sql(
-            "SELECT d.kind, d.\"group\", d.row_id, CASE WHEN coalesce(f.never_render, false) THEN '' "
+            "SELECT d.kind, d.\"group\", d.row_id, CASE WHEN n.row_id IS NOT NULL THEN '' "
             "ELSE d.key END AS key, d.similarity, d.row_id = d.representative_row_id AS representative "
             'FROM duplicates d JOIN (SELECT kind, "group" FROM duplicates WHERE row_id = ?) g '
-            'USING (kind, "group") LEFT JOIN flags f USING (row_id) '
+            'USING (kind, "group") LEFT JOIN never_rendered n USING (row_id) '
             'ORDER BY d.kind, d."group", representative DESC, d.row_id LIMIT ?',
             params=[row_id, limit],
         )

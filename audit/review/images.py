@@ -9,10 +9,11 @@ rows' bytes are kept, so memory does not grow with the shard.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import fsspec
 import pyarrow as pa
@@ -107,6 +108,13 @@ class _ThumbCache:
 
 
 THUMBNAILS = _ThumbCache(THUMB_CACHE_BYTES)
+_SHARD_LOCKS: dict[str, threading.Lock] = {}
+_SHARD_LOCKS_GUARD = threading.Lock()
+
+
+def _shard_lock(path: str) -> threading.Lock:
+    with _SHARD_LOCKS_GUARD:
+        return _SHARD_LOCKS.setdefault(path, threading.Lock())
 
 
 def _refuse(row: Mapping, spec: ShardSpec) -> ImageUnavailableError | None:
@@ -212,16 +220,48 @@ def load_thumbnails(
             out[row["row_id"]] = cached  # type: ignore[assignment]
     for shard_id, wanted in todo.items():
         record = _record(run, shard_id)
-        for row_id, item in _read_shard_rows(run, shard_spec(run, shard_id), record, wanted).items():
-            if not isinstance(item, ShardChangedError):
-                THUMBNAILS.put((record.path, record.sha256, row_id), item)
-            out[row_id] = item  # type: ignore[assignment]
+        with _shard_lock(record.path):  # a prefetch already reading this shard: wait for it, not read twice
+            for index, row_id in list(wanted.items()):
+                cached = THUMBNAILS.get((record.path, record.sha256, row_id))
+                if cached is not None:
+                    out[row_id] = cached  # type: ignore[assignment]
+                    del wanted[index]
+            read = _read_shard_rows(run, shard_spec(run, shard_id), record, wanted) if wanted else {}
+            for row_id, item in read.items():
+                if not isinstance(item, ShardChangedError):
+                    THUMBNAILS.put((record.path, record.sha256, row_id), item)
+                out[row_id] = item  # type: ignore[assignment]
     wanted = set(out) if only is None else set(only)
     return {
         row_id: item if isinstance(item, ImageUnavailableError) else _finish(item, blur, grayscale)  # type: ignore[arg-type]
         for row_id, item in out.items()
         if row_id in wanted
     }
+
+
+def is_cached(run: ReviewRun, row: Mapping) -> bool:
+    """Whether the row's thumbnail (or why it has none) is in the cache: showing it reads no shard."""
+    try:
+        record = _record(run, row["shard_id"])
+    except InputFileError:
+        return False
+    return THUMBNAILS.get((record.path, record.sha256, row["row_id"])) is not None
+
+
+_PREFETCH = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmaudit-thumbs")
+
+
+def prefetch(
+    run: ReviewRun, rows: Iterable[Mapping] | Callable[[], Iterable[Mapping]]
+) -> concurrent.futures.Future:
+    """Read the thumbnails of ``rows`` (or of what ``rows()`` returns, called in the background too)
+    into the cache in a background thread, one at a time per process: the pages warm the rows a
+    reviewer is about to open. Rows already cached cost nothing; errors stay in the future."""
+
+    def work() -> None:
+        load_thumbnails(run, list(rows() if callable(rows) else rows), only=())
+
+    return _PREFETCH.submit(work)
 
 
 def load_image(run: ReviewRun, row_id: str, blur: bool = True, grayscale: bool = False) -> bytes:

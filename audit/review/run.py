@@ -7,6 +7,7 @@ still gives the whole table, read on first use, for callers over small runs (tes
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from audit.errors import InputFileError
 from audit.render_policy import NEVER_RENDER_REASONS
+from audit.row_identity import split_row_id
 from audit.runfolder import RunFolder
 from audit.schemas import SEVERITIES, Manifest, Summary
 
@@ -235,14 +237,12 @@ def flag_row(run: ReviewRun, row_id: str) -> dict:
         idx = pc.index(run._flags.column("row_id"), row_id).as_py()
         found = run._flags.slice(idx, 1).to_pylist() if idx >= 0 else []
     else:
-        cur = run.db()
-        found = (
-            cur.sql(
-                "SELECT * EXCLUDE (pos, never_render) FROM flags WHERE row_id = ? LIMIT 1", params=[row_id]
-            )
-            .to_arrow_table()
-            .to_pylist()
-        )
+        sql, params = "SELECT * EXCLUDE (pos, never_render) FROM flags WHERE row_id = ?", [row_id]
+        with contextlib.suppress(ValueError):  # a row id names its shard and row: flags.parquet is
+            shard_id, index = split_row_id(row_id)  # sorted by shard within a severity, so the row
+            sql += " AND shard_id = ? AND row_index = ?"  # groups' statistics skip most of the file
+            params += [shard_id, index]
+        found = run.db().sql(sql + " LIMIT 1", params=params).to_arrow_table().to_pylist()
         for row in found:  # DuckDB hands maps back as {key: [...], value: [...]}; Arrow as pairs
             for name in ("scores", "thresholds"):
                 row[name] = _pairs(row[name])

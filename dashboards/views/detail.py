@@ -13,8 +13,6 @@ from audit.review import decision_history, record_decision
 from audit.review import details as d
 from audit.review import queue as q
 
-AHEAD = 10  # rows after this one thumbnailed with it
-
 
 def _nav(r: Review, at: OpenRow) -> None:
     """Previous / next within the queue the row came from, and back to it."""
@@ -75,9 +73,13 @@ def render(r: Review) -> None:
         return
     masker = data.masker(r.run)
     left, right = st.columns([1, 2])
-    ahead = []
-    if at.position is not None and at.queue_filter is not None:  # the next rows: their shards are read now
-        ahead = q.page(r.run, at.queue_filter, at.sort, at.position + 1, AHEAD).to_pylist()
+    ahead = None
+    if at.position is not None and at.queue_filter is not None:
+        position, f, sort = at.position, at.queue_filter, at.sort
+
+        def ahead(n: int) -> list[dict]:  # the next rows of the queue
+            return q.page(r.run, f, sort, position + 1, n).to_pylist()
+
     with left:
         widgets.image(r, row, at.row_id, ahead=ahead)
     with right:

@@ -11,8 +11,10 @@ from audit.dashboards import data, widgets
 from audit.dashboards.state import OpenRow, Review, flash, open_detail, review
 from audit.review import queue as q
 from audit.review import record_decisions
+from audit.review.images import prefetch
 
 PAGE_SIZES = (25, 50, 100, 200)
+PREFETCH = 10  # rows of a page whose thumbnails are read ahead
 PENDING = "queue-open-pending"  # the row a click picked, opened first thing in the next run
 
 
@@ -59,6 +61,8 @@ def render(r: Review) -> None:
         key=table_key,
     )
     picked = widgets.selected_row(event)  # a selection set without the callback (AppTest)
+    if picked is None:  # the first rows' images, read while the reviewer looks at the list
+        prefetch(run, rows.slice(0, PREFETCH).to_pylist())
     with st.expander("Open a row by its id"):
         choice = st.selectbox("Row on this page", ids, key=f"queue-open-{offset}")
         if st.button("Open", key="queue-open-button"):

@@ -117,7 +117,9 @@ def test_filters_select_what_python_selects(run_dir: Path) -> None:
     assert any(expect(k) for k in cases.values())
 
 
-@pytest.mark.parametrize("text", ["%", "_", ".*", "(a|b)", "[x]", "a%b", "'; DROP TABLE flags; --"])
+@pytest.mark.parametrize(
+    "text", ["%", "_", ".*", "(a|b)", "[x]", "a%b", "\\", "\\%", "'; DROP TABLE flags; --", "DUMB", "é"]
+)
 def test_caption_search_is_a_literal_substring_never_a_pattern(run_dir: Path, text: str) -> None:
     run = load_run(str(run_dir))
     rows = [r for r in run.flags.to_pylist() if not never_render(r)]
