@@ -33,6 +33,10 @@ class ClipSettings(_Section):
     seed: int = 0
     # zero-shot concept probes: a packaged prompt bank name or a YAML file; null turns them off
     concepts: str | None = "concepts"
+    # CLIP-embed the captions of text-only rows (no image, no precomputed embedding) on a CPU: the
+    # text tower runs at ~18 captions/s there, so a metadata audit asks for it; on CUDA they always
+    # are. Without it, the summary lists the analyses that did not run (caption neighbours).
+    encode_captions_on_cpu: bool = False
 
 
 class DetoxifySettings(_Section):
@@ -46,7 +50,9 @@ class DetoxifySettings(_Section):
 
 class TextSettings(_Section):
     scorers: tuple[TextScorerName, ...] = ("profanity_check", "hatesonar", "lexicon", "pii")
-    batch_size: int = Field(256, ge=1)
+    # captions per scorer call: each call of the sklearn/ONNX scorers has a fixed cost (~10 ms for
+    # profanity-check), so calls are kept large; Detoxify batches on its own (detoxify.batch_size)
+    batch_size: int = Field(1024, ge=1)
     lexicons: str | None = None  # folder of slur/sexual/violence .txt lists; None = packaged
     detoxify: DetoxifySettings = DetoxifySettings()
 
@@ -111,6 +117,9 @@ class DaskSettings(_Section):
     retries: int = Field(2, ge=0)
     # rows per batch inside a shard task: memory follows the batch, not the shard
     batch_rows: int = Field(1024, ge=1)
+    # the same for shards that carry no image bytes (LAION metadata, clip-retrieval): a row is a
+    # caption and two embeddings (~4 KB), and fewer, larger batches spend less per batch
+    batch_rows_without_images: int = Field(8192, ge=1)
 
     @field_validator("dashboard_address")
     @classmethod
@@ -190,6 +199,50 @@ class EvaluationSettings(_Section):
         return value
 
 
+class CandidateCondition(_Section):
+    """A cheap score reaching this makes a row a cascade candidate (same form as a rule condition)."""
+
+    score: str
+    op: Literal[">=", ">", "<=", "<", "==", "!=", "contains"]
+    value: bool | float | str
+
+    @field_validator("score")
+    @classmethod
+    def _known_score(cls, value: str) -> str:
+        from audit.schemas import SCORE_COLUMNS, SOURCE_SCORE_COLUMNS
+
+        if value not in SCORE_COLUMNS and value not in SOURCE_SCORE_COLUMNS:
+            raise ValueError(f"unknown score {value!r}")
+        return value
+
+
+def _default_candidates() -> tuple[CandidateCondition, ...]:
+    rows = [
+        ("text_offensive_prob", ">=", 0.3),
+        ("lexicon_slur_hits", ">=", 1),
+        ("lexicon_sexual_hits", ">=", 1),
+        ("lexicon_violence_hits", ">=", 1),
+        ("known_bad_match", "==", True),
+        ("clip_nsfw_prob", ">=", 0.3),
+        ("source_punsafe", ">=", 0.3),
+        ("source_nsfw", "==", "NSFW"),
+        ("source_nsfw", "==", "UNSURE"),
+        *(("concept_hits", "contains", c) for c in ("sexual", "violence", "hate_symbols", "minors")),
+    ]
+    return tuple(CandidateCondition(score=s, op=o, value=v) for s, o, v in rows)  # type: ignore[arg-type]
+
+
+class CascadeSettings(_Section):
+    """Cheap scorers on every row, expensive ones (hatesonar, Detoxify, open_nsfw, NudeNet, OCR)
+    only on candidates and a seeded uniform audit sample, from which the summary estimates the
+    flags the cascade missed (docs/cascade.md). Off by default: every scorer on every row."""
+
+    enabled: bool = False
+    audit_fraction: float = Field(0.01, ge=0, le=1)  # uniform sample where every scorer runs
+    seed: int = 0
+    candidate_if: tuple[CandidateCondition, ...] = Field(default_factory=_default_candidates)
+
+
 class AuditConfig(_Section):
     name: str | None = None
     shards: tuple[str, ...] = ()
@@ -206,6 +259,7 @@ class AuditConfig(_Section):
     energy: EnergySettings = EnergySettings()
     neighbours: NeighbourSettings = NeighbourSettings()
     removal: RemovalSettings = RemovalSettings()
+    cascade: CascadeSettings = CascadeSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
 
     @property

@@ -10,6 +10,8 @@ from importlib import metadata
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from audit.caption_duplicates import write_caption_duplicates
+from audit.cascade import add_counts, estimates
 from audit.config import AuditConfig
 from audit.language_summary import language_counts
 from audit.repeated_keys import repeated_keys
@@ -103,8 +105,16 @@ def _image_status(run: RunFolder, shard_ids: list[str]) -> dict[str, int]:
     counter: Counter[str] = Counter()
     for s in shard_ids:
         col = run.read_parquet(run.scores(s), columns=["image_status"]).column("image_status")
-        counter.update(str(v) for v in col.to_pylist())
+        counter.update(_value_counts(col))
     return _sorted_counts(counter)
+
+
+def _value_counts(col: pa.ChunkedArray) -> Counter[str]:
+    """Rows per value (null counted as 'None', as str() of it), in Arrow: no Python object per row."""
+    out: Counter[str] = Counter()
+    for item in pc.value_counts(col).to_pylist():
+        out[str(item["values"])] += int(item["counts"])
+    return out
 
 
 def _fetch_outcome(run: RunFolder, shard_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -115,19 +125,47 @@ def _fetch_outcome(run: RunFolder, shard_ids: list[str]) -> dict[str, dict[str, 
     reasons: Counter[str] = Counter()
     for s in shard_ids:
         t = run.read_parquet(run.scores(s), columns=["fetch_status", "fetch_error"])
-        for st, err in zip(
-            t.column("fetch_status").to_pylist(), t.column("fetch_error").to_pylist(), strict=True
-        ):
-            if st is None:
-                continue
-            status[st] += 1
-            if st != "success":
-                reasons[error_reason(err)] += 1
+        t = t.filter(pc.is_valid(t.column("fetch_status")))
+        status.update(_value_counts(t.column("fetch_status")))
+        failed = t.filter(pc.not_equal(t.column("fetch_status"), "success"))
+        for err in failed.column("fetch_error").to_pylist():  # failed downloads only
+            reasons[error_reason(err)] += 1
     return (
         {"status": dict(sorted(status.items())), "failure_reasons": dict(sorted(reasons.items()))}
         if status
         else {}
     )
+
+
+def analyses_not_run(cfg: AuditConfig, done: list[ShardRecord]) -> dict[str, str]:
+    """What did not run on some rows, and why, in words for the summary and the report."""
+    out: dict[str, str] = {}
+    unembedded = sum(r.rows_captions_not_embedded for r in done)
+    if unembedded:
+        why = (
+            f"{unembedded} text-only rows (no image, no precomputed embedding) were not embedded by "
+            "CLIP's text tower: it runs ~18 captions/s on a CPU. Set clip.encode_captions_on_cpu: "
+            "true or run on CUDA to embed them"
+        )
+        out["clip_text_embeddings"] = why + "."
+        out["caption_neighbours"] = (
+            f"caption near-duplicates, clusters and outliers from CLIP text embeddings skipped those "
+            f"{unembedded} rows; exact and near-exact caption duplicates come from normalised-text "
+            "hashing instead (caption_duplicates.parquet)."
+        )
+    if not cfg.neighbours.enabled:
+        out["neighbours"] = "neighbours.enabled is false: no FAISS duplicates, clusters or outliers."
+    return out
+
+
+def cascade_estimates(cfg: AuditConfig, done: list[ShardRecord]) -> dict[str, object] | None:
+    """The cascade's summary from the shards' counts (audit.cascade.estimates); None when off."""
+    if not cfg.cascade.enabled:
+        return None
+    total: dict[str, object] = {}
+    for r in done:
+        total = add_counts(total, r.cascade)
+    return estimates(total, cfg.cascade)
 
 
 def finalize_run(
@@ -163,6 +201,15 @@ def finalize_run(
             "an earlier key): rows are identified by row_id (shard:row), never by key"
         )
     by_language, by_image_text_language = language_counts(run, done_ids)
+    neighbours = {**(neighbours or {}), **write_caption_duplicates(run, done_ids)}
+    not_run = analyses_not_run(cfg, done)
+    cascade_summary = cascade_estimates(cfg, done)
+    if cascade_summary is not None:
+        warnings.append(
+            "cascade scoring was on: expensive-tier scorers (hatesonar, Detoxify, open_nsfw, NudeNet, "
+            "OCR) ran only on candidate rows and the audit sample; rows marked skipped_by_cascade were "
+            "not scored by them (see summary.cascade for the estimated missed flags per rule)"
+        )
     summary = Summary(
         run_name=cfg.run_name,
         status="partial" if failed else "complete",
@@ -180,7 +227,7 @@ def finalize_run(
         clip_meaningful=clip_meaningful,
         warnings=warnings,
         skipped_rules=skipped_rules(rules, clip_meaningful),
-        neighbours=neighbours or {},
+        neighbours=neighbours,
         rows_text_only=image_status.get("absent", 0),
         rows_image_only=sum(r.rows_image_only for r in done),
         keys_repeated=keys_repeated,
@@ -188,6 +235,8 @@ def finalize_run(
         fetch=_fetch_outcome(run, done_ids),
         languages=by_language,
         image_text_languages=by_image_text_language,
+        analyses_not_run=not_run,
+        cascade=cascade_summary,
     )
     # the same invariant, checked against the files actually written
     written = quarantine_rows + sum(run.parquet_rows(run.scores(s)) for s in done_ids)

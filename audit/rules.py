@@ -152,9 +152,14 @@ def _describe(path: Path, data: object, err: ValidationError) -> str:
 
 def _condition_mask(table: pa.Table, cond: Condition) -> np.ndarray:
     col = table.column(cond.score)
-    if cond.op == "contains":
-        values = col.to_pylist()
-        return np.asarray([v is not None and cond.value in v for v in values], dtype=bool)
+    if cond.op == "contains":  # in Arrow: which rows' lists hold the value, no Python list per row
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        hit = np.zeros(len(arr), dtype=bool)
+        if len(arr) and arr.null_count < len(arr):
+            parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+            equal = pc.fill_null(pc.equal(pc.list_flatten(arr), pa.scalar(cond.value)), False)
+            hit[parents[equal.to_numpy(zero_copy_only=False)]] = True
+        return hit
     if isinstance(cond.value, str):
         values = np.asarray(col.to_pylist(), dtype=object)
         hit = OPS[cond.op](values, cond.value)
@@ -205,9 +210,10 @@ def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> p
     for m in masks.values():
         any_fired |= m
     rows = np.flatnonzero(any_fired)
-    known_bad = scores.column("known_bad_match").to_pylist()
+    flagged = scores.take(pa.array(rows, pa.int64()))  # per-row Python work only for flagged rows
+    known_bad = dict(zip(rows.tolist(), flagged.column("known_bad_match").to_pylist(), strict=True))
     score_values = {
-        c.score: scores.column(c.score).to_pylist()
+        c.score: dict(zip(rows.tolist(), flagged.column(c.score).to_pylist(), strict=True))
         for r in active
         for c in r.conditions
         if not isinstance(c.value, str)
@@ -234,10 +240,11 @@ def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> p
         # (bool conditions count as numeric: True is 1.0 in the scores and thresholds maps)
         out["clip_meaningful"].append(clip_meaningful)
         out["render_blocked"].append(any(r.never_render for r in fired) or known_bad[i] is True)
-    taken = scores.take(pa.array(rows, pa.int64()))
+    taken = flagged
     for name in (
         *("row_id", "key", "shard_id", "row_index", "url", "caption", "ocr_text"),
         *("known_bad_match", "sha256", "image_phash", "image_pdq", "known_bad_list", "known_bad_distance"),
+        "cascade_status",
     ):
-        out[name] = taken.column(name).to_pylist()
+        out[name] = taken.column(name).to_pylist() if name in taken.column_names else [None] * len(rows)
     return pa.table(out, schema=FLAGS_SCHEMA)

@@ -17,19 +17,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from audit.caption_duplicates import CAPTION_HASH_SCHEMA, caption_hashes
+from audit.cascade import Plan, add_counts, is_expensive, shard_counts
 from audit.config import AuditConfig
 from audit.embedding_store import embedding_path, embedding_tables
 from audit.errors import EmbeddingMismatchError
 from audit.jpeg_batch import DecodeCounts
 from audit.kernels.dispatch import kernel_backends
 from audit.languages import ScoredColumns, clip_languages
-from audit.model_cache import Models, get_models
+from audit.model_cache import Models, get_models, limit_threads
 from audit.readers import DEFAULT_BATCH_ROWS, iter_shard
 from audit.rules import apply_rules
 from audit.runfolder import RunFolder
 from audit.schemas import FLAGS_SCHEMA, QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
 from audit.shards import ShardSpec
-from audit.stages.clip_similarity import ClipSimilarityConfig, score_clip_similarity
+from audit.stages.clip_similarity import ClipSimilarityConfig, captions_not_embedded, score_clip_similarity
 from audit.stages.concept_probes import score_concepts
 from audit.stages.decode_images import DecodeImagesConfig, decode_images, quarantine_unscorable
 from audit.stages.image_safety import ImageNsfwConfig, score_clip_nsfw, score_image_nsfw
@@ -44,19 +46,34 @@ from audit.tables import conform
 # Rows per row group of the per-shard output files: scores hold no image bytes (~1 KB a row), so
 # a shard's writers buffer ~16 MB at most.
 OUTPUT_ROW_GROUP_ROWS = 16_384
+# zstd at its fastest level; the wide score table's columns are mostly null or low-cardinality,
+# which dictionary and RLE encoding already shrink. Per-page statistics are not written: nothing
+# prunes row groups of these files by value.
+WRITER_OPTIONS: dict[str, object] = {"compression": "zstd", "compression_level": 1}
+# block-int8 codes are near-random bytes: dictionaries and statistics buy nothing there
+EMBEDDING_WRITER_OPTIONS: dict[str, object] = {"use_dictionary": False, "write_statistics": False}
+
+
+# CPU seconds of the task's thread per stage, beside the wall seconds: what a stage costs whatever
+# else runs on the machine (a shared or oversubscribed machine stretches only the wall seconds)
+CPU = ":cpu"
 
 
 @contextmanager
 def _timed(seconds: dict[str, float], name: str):
-    """Adds the block's seconds to ``seconds[name]`` (summed over a shard's batches)."""
-    t0 = time.perf_counter()
+    """Adds the block's wall seconds to ``seconds[name]`` and its thread's CPU seconds to
+    ``seconds[name + ":cpu"]`` (summed over a shard's batches)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     yield
     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+    seconds[name + CPU] = seconds.get(name + CPU, 0.0) + time.thread_time() - c0
 
 
 def split_quarantine(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     """(scored rows as SCORES_SCHEMA, quarantined rows as QUARANTINE_SCHEMA)."""
     bad = pc.is_valid(table.column("quarantine_reason")).to_numpy(zero_copy_only=False)
+    if not bad.any():  # the common case: filtering would copy every column of the wide table
+        return conform(table, SCORES_SCHEMA), QUARANTINE_SCHEMA.empty_table()
     scored = conform(table.filter(pa.array(~bad)), SCORES_SCHEMA)
     q = table.filter(pa.array(bad))
     quarantined = pa.table(
@@ -109,10 +126,21 @@ def check_precomputed(table: pa.Table, embedding_model: str | None, spec: ShardS
     return True
 
 
+def encode_text_only_rows(cfg: AuditConfig, device: str) -> bool:
+    """CLIP's text tower on text-only rows: on CUDA, or on a CPU when the config asks for it (it
+    runs ~18 captions/s there: a metadata audit would take years at 10^9 rows)."""
+    return device == "cuda" or cfg.clip.encode_captions_on_cpu
+
+
 def score_shard_table(
     table: pa.Table, cfg: AuditConfig, decode_counts: DecodeCounts | None = None
 ) -> pa.Table:
-    """The chain of row-local stages over an ingested table; every stage keeps every row."""
+    """The chain of row-local stages over an ingested table; every stage keeps every row.
+
+    The cheap tier runs on every row; the expensive tier (``audit.cascade.EXPENSIVE``) on every
+    row too, or, with ``cascade.enabled``, on the cascade's candidates and audit sample only.
+    Models are built on first use: a batch with no image needs no pixel model.
+    """
     models = get_models(cfg)
     # GPU JPEG decoding on CUDA only: CPU runs keep PIL's pixels exactly.
     jpeg_device = models.device if models.device == "cuda" and cfg.images.gpu_decode else None
@@ -124,39 +152,55 @@ def score_shard_table(
         table, lists=models.known_bad, images=images, pdq_min_quality=cfg.images.pdq_min_quality
     )
     table = quarantine_unscorable(table)
-    table = score_clip_similarity(
-        table,
-        ClipSimilarityConfig(batch_size=cfg.clip.batch_size, device=models.device),
-        model=models.clip,
-        images=images,
+    clip_cfg = ClipSimilarityConfig(
+        batch_size=cfg.clip.batch_size,
+        device=models.device,
+        encode_text_only_rows=encode_text_only_rows(cfg, models.device),
     )
+    table = score_clip_similarity(table, clip_cfg, model=models.clip, images=images)
     table = analyse_similarity(table)
     if models.concepts is not None:
         table = score_concepts(table, probes=models.concepts)
-    if models.opennsfw is not None:
-        table = score_image_nsfw(
-            table, ImageNsfwConfig(batch_size=cfg.images.batch_size), model=models.opennsfw, images=images
-        )
-    if models.clip_nsfw is not None:
+    if models.configured("clip_nsfw") and pc.any(pc.is_valid(table.column("image_embedding"))).as_py():
         table = score_clip_nsfw(table, model=models.clip_nsfw)
-    if models.nudenet is not None:
-        table = score_nudity(table, model=models.nudenet, images=images, batch_size=cfg.images.batch_size)
-    table = score_text_safety(table, TextSafetyConfig(batch_size=cfg.text.batch_size), scorers=models.text)
-    return score_languages_and_image_text(table, models, images, cfg.text.batch_size)
+    text_cfg = TextSafetyConfig(batch_size=cfg.text.batch_size)
+    costly = [s for s in models.text if is_expensive(s.name)]
+    table = score_text_safety(table, text_cfg, scorers=[s for s in models.text if not is_expensive(s.name)])
+    if models.languages is not None:
+        table = detect_caption_languages(table, detector=models.languages)
+    plan = Plan.of(table, cfg.cascade)  # every row when the cascade is off
+    if costly:
+        table = plan.run(table, images, lambda t, _: score_text_safety(t, text_cfg, scorers=costly))
+    table = scope_caption_scores(table, models)
+    if images:
+        table = plan.run(table, images, lambda t, im: score_pixels(t, im, models, cfg))
+    return plan.mark(table)
 
 
-def score_languages_and_image_text(table: pa.Table, models: Models, images, batch_size: int) -> pa.Table:
-    """Caption languages null the scores of scorers not valid for them (not_applicable); then the
-    text read from each image (OCR, the expensive tier) is scored as a second text side."""
+def scope_caption_scores(table: pa.Table, models: Models) -> pa.Table:
+    """Caption languages null the scores of scorers not valid for them (not_applicable)."""
     if models.languages is None:
         return table
-    table = detect_caption_languages(table, detector=models.languages)
     # CLIP similarity reads the caption too: English-trained text towers are scoped like scorers
     clip = ScoredColumns("clip", ("clip_similarity",), clip_languages(models.clip.architecture))
-    table = scope_scores(table, [*models.text, clip], language_column="caption_language")
-    if models.ocr is not None:
+    return scope_scores(table, [*models.text, clip], language_column="caption_language")
+
+
+def score_pixels(table: pa.Table, images: dict, models: Models, cfg: AuditConfig) -> pa.Table:
+    """The expensive image tier: open_nsfw and NudeNet on the pixels, then the text read from each
+    image (OCR) scored as a second text side."""
+    batch = cfg.images.batch_size
+    if models.configured("opennsfw"):
+        table = score_image_nsfw(
+            table, ImageNsfwConfig(batch_size=batch), model=models.opennsfw, images=images
+        )
+    if models.configured("nudenet"):
+        table = score_nudity(table, model=models.nudenet, images=images, batch_size=batch)
+    if models.configured("ocr") and models.languages is not None:
         table = read_image_text(table, reader=models.ocr, images=images)
-        table = score_image_text(table, scorers=models.text, detector=models.languages, batch_size=batch_size)
+        table = score_image_text(
+            table, scorers=models.text, detector=models.languages, batch_size=cfg.text.batch_size
+        )
     return table
 
 
@@ -165,7 +209,9 @@ class _ParquetSink:
     folder and renamed into place by ``commit``; rows are buffered up to ``flush_rows`` so a shard
     read in small batches still gets row groups of a useful size."""
 
-    def __init__(self, run: RunFolder, final: str, schema: pa.Schema, flush_rows: int) -> None:
+    def __init__(
+        self, run: RunFolder, final: str, schema: pa.Schema, flush_rows: int, **options: object
+    ) -> None:
         self.fs, self.final, self.schema, self.flush_rows = run.fs, final, schema, flush_rows
         self.tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"  # RunFolder.ls skips these
         self.rows = 0
@@ -173,7 +219,7 @@ class _ParquetSink:
         self._buffered = 0
         self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
         self._file = self.fs.open(self.tmp, "wb")
-        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+        self._writer = pq.ParquetWriter(self._file, schema, **{**WRITER_OPTIONS, **options})
 
     def add(self, table: pa.Table) -> None:
         if table.num_rows:
@@ -185,7 +231,10 @@ class _ParquetSink:
 
     def _flush(self) -> None:
         if self._buffer:
-            self._writer.write_table(pa.concat_tables(self._buffer).cast(self.schema))
+            table = pa.concat_tables(self._buffer)
+            if not table.schema.equals(self.schema):  # conform() made most of them so already
+                table = table.cast(self.schema)
+            self._writer.write_table(table)
             self._buffer, self._buffered = [], 0
 
     def commit(self) -> None:
@@ -206,13 +255,16 @@ class _ParquetSink:
 
 @contextmanager
 def _sinks(run: RunFolder, shard_id: str, flush_rows: int) -> Iterator[dict[str, _ParquetSink]]:
-    """The shard's three output files; all renamed into place on success, temp files removed on error."""
+    """The shard's output files; all renamed into place on success, temp files removed on error."""
     sinks: dict[str, _ParquetSink] = {}
     try:
         sinks["scores"] = _ParquetSink(run, run.scores(shard_id), SCORES_SCHEMA, flush_rows)
         sinks["flags"] = _ParquetSink(run, run.part("flags", shard_id), FLAGS_SCHEMA, flush_rows)
         sinks["quarantine"] = _ParquetSink(
             run, run.part("quarantine", shard_id), QUARANTINE_SCHEMA, flush_rows
+        )
+        sinks["caption_hashes"] = _ParquetSink(
+            run, run.part("caption_hashes", shard_id), CAPTION_HASH_SCHEMA, flush_rows
         )
         yield sinks
     except BaseException:
@@ -223,12 +275,21 @@ def _sinks(run: RunFolder, shard_id: str, flush_rows: int) -> Iterator[dict[str,
 
 def _timed_iter(it: Iterator[pa.Table], seconds: dict[str, float], name: str) -> Iterator[pa.Table]:
     while True:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         item = next(it, None)
         seconds[name] += time.perf_counter() - t0
+        seconds[name + CPU] += time.thread_time() - c0
         if item is None:
             return
         yield item
+
+
+def warm_models(cfg: AuditConfig) -> float:
+    """Build this worker's models (and fill the on-disk prompt-bank cache); returns the seconds."""
+    t0 = time.perf_counter()
+    limit_threads(cfg.dask.threads_per_worker)
+    get_models(cfg)
+    return time.perf_counter() - t0
 
 
 def audit_shard(
@@ -239,12 +300,14 @@ def audit_shard(
     last, so it marks the shard done."""
     run = RunFolder(run_url)
     seconds: dict[str, float] = defaultdict(float)
+    limit_threads(cfg.dask.threads_per_worker)
     with _timed(seconds, "load_models"):
         models = get_models(cfg)
     reader = iter_shard(spec, clip_model=models.clip.architecture, batch_rows=batch_rows)
     checked = False
     decode_counts = DecodeCounts()
-    image_only = 0
+    image_only = not_embedded = 0
+    cascade_counts: dict[str, object] = {}
     flush_rows = max(batch_rows, OUTPUT_ROW_GROUP_ROWS)
     with (
         _sinks(run, spec.shard_id, flush_rows) as out,
@@ -257,21 +320,32 @@ def audit_shard(
                 table = score_shard_table(batch, cfg, decode_counts)
             scored, quarantined = split_quarantine(table)
             image_only += int(pc.sum(pc.is_valid(scored.column("caption_problem"))).as_py() or 0)
+            not_embedded += captions_not_embedded(table)
             if scored.num_rows + quarantined.num_rows != batch.num_rows:
                 raise AssertionError(f"{spec.path}: rows lost in scoring")  # a bug, never bad data
             with _timed(seconds, "flag"):
                 flags = apply_rules(scored, models.rules, clip_meaningful=models.clip.meaningful)
                 flags = pa.concat_tables([flags, quarantined_known_bad_flags(table, models)])
+                if cfg.cascade.enabled:
+                    part = shard_counts(scored, models.rules, clip_meaningful=models.clip.meaningful)
+                    cascade_counts = add_counts(cascade_counts, part)
             with _timed(seconds, "write"):
                 out["scores"].add(scored)
                 out["flags"].add(flags)
                 out["quarantine"].add(quarantined)
-                kept = table.filter(pc.is_null(table.column("quarantine_reason")))
+                kept = (
+                    table
+                    if not quarantined.num_rows
+                    else table.filter(pc.is_null(table.column("quarantine_reason")))
+                )
                 for side, emb in embedding_tables(kept).items():  # block-int8, for the corpus-wide stages
                     if f"embeddings-{side}" not in out:
                         path = embedding_path(run, spec.shard_id, side)
-                        out[f"embeddings-{side}"] = _ParquetSink(run, path, emb.schema, flush_rows)
+                        out[f"embeddings-{side}"] = _ParquetSink(
+                            run, path, emb.schema, flush_rows, **EMBEDDING_WRITER_OPTIONS
+                        )
                     out[f"embeddings-{side}"].add(emb)
+                out["caption_hashes"].add(caption_hashes(scored))  # caption duplicates without a model
         if out["scores"].rows + out["quarantine"].rows != reader.rows:
             raise AssertionError(f"{spec.path}: rows lost in scoring")
         with _timed(seconds, "write"):
@@ -294,6 +368,8 @@ def audit_shard(
         rows_quarantined=out["quarantine"].rows,
         rows_flagged=out["flags"].rows,
         rows_image_only=image_only,
+        rows_captions_not_embedded=not_embedded,
+        cascade=cascade_counts,
         keys_repeated=reader.keys_repeated,
         seconds={k: round(v, 4) for k, v in seconds.items()},
         config_hash=cfg.scoring_hash(),

@@ -40,7 +40,7 @@ from audit.pipelines.neighbours_run import merge_neighbours, neighbours_pending,
 from audit.rules import load_rules
 from audit.runfolder import RunFolder, check_output_folder
 from audit.schemas import Manifest, ShardRecord, Summary
-from audit.shard_audit import audit_shard
+from audit.shard_audit import audit_shard, warm_models
 from audit.shards import ShardSpec, discover_shards, shard_fingerprint, validate_shard
 
 log = logging.getLogger(__name__)
@@ -283,12 +283,32 @@ def _audit(
     return summary
 
 
+# formats whose shards never hold image bytes: their rows are small, so batches can be larger
+NO_IMAGE_FORMATS = ("laion_metadata", "clip_retrieval")
+
+
+def batch_rows_for(spec: ShardSpec, cfg: AuditConfig) -> int:
+    """Rows per batch for one shard: ``dask.batch_rows``, or ``dask.batch_rows_without_images``
+    for a format that carries no image bytes."""
+    if spec.format in NO_IMAGE_FORMATS:
+        return cfg.dask.batch_rows_without_images
+    return cfg.dask.batch_rows
+
+
 def _run_tasks(
     client: Client, todo: list[ShardSpec], cfg: AuditConfig, run: RunFolder, console: Console
 ) -> dict[str, ShardRecord]:
+    # One worker builds the models first: on a cold cache it embeds the prompt bank once and caches
+    # it (audit.clip_info), so the other workers load it instead of each encoding it; a model that
+    # cannot load stops the run here, before any shard starts.
+    warm = client.submit(warm_models, cfg, key=f"warm-models-{cfg.scoring_hash()}", pure=False)
+    try:
+        warm.result()
+    except RUN_FATAL as e:
+        raise type(e)(str(e)) from None
     # pure=False: a rerun must execute again, never reuse a result cached under the same key
     futures = {
-        client.submit(audit_shard, spec, cfg, run.url, cfg.dask.batch_rows, retries=cfg.dask.retries,
+        client.submit(audit_shard, spec, cfg, run.url, batch_rows_for(spec, cfg), retries=cfg.dask.retries,
                       key=f"audit-{spec.shard_id}-{cfg.scoring_hash()}", pure=False): spec
         for spec in todo
     }  # fmt: skip

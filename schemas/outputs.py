@@ -153,6 +153,14 @@ SCORE_COLUMNS: dict[str, ScoreColumn] = {
         ScoreColumn("ocr_lines", pa.int32(), "ocr", "text lines read"),
         ScoreColumn("ocr_language", pa.string(), "ocr", "language of the image text (ISO 639-1 or und)"),
         ScoreColumn("ocr_language_conf", pa.float32(), "ocr", "fastText top-1 probability"),
+        # cascade scoring (audit.cascade): null when the cascade is off
+        ScoreColumn(
+            "cascade_status",
+            pa.string(),
+            "cascade",
+            "candidate | audit_sample | skipped_by_cascade (expensive scorers did not run: null scores)",
+        ),
+        ScoreColumn("cascade_audit_sample", pa.bool_(), "cascade", "in the seeded uniform audit sample"),
     )
 }
 
@@ -208,6 +216,9 @@ FLAGS_SCHEMA = _versioned(
         pa.field("known_bad_distance", pa.int32()),
         # known-bad matches and never-render rules: never rendered, thumbnailed or copied anywhere
         pa.field("render_blocked", pa.bool_(), nullable=False),
+        # the cascade's status of the row (null: cascade off); skipped_by_cascade: expensive-tier
+        # rules could not fire on it
+        pa.field("cascade_status", pa.string()),
     ],
 )
 

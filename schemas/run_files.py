@@ -54,6 +54,10 @@ class ShardRecord(_Doc):
     kernel_backends: dict[str, str] = Field(default_factory=dict)
     # images per decoder: torchvision (GPU JPEG decoding), pil, torchvision_rejected (fell back to PIL)
     image_decoders: dict[str, int] = Field(default_factory=dict)
+    # text-only rows whose caption CLIP did not embed (CPU, clip.encode_captions_on_cpu off)
+    rows_captions_not_embedded: int = 0
+    # cascade scoring counts (audit.cascade.shard_counts); empty when the cascade is off
+    cascade: dict[str, object] = Field(default_factory=dict)
 
 
 class LanguageCounts(_Doc):
@@ -97,6 +101,12 @@ class Summary(_Doc):
     # img2dataset download outcome of the rows that went through a fetch: status -> rows, and
     # failure reasons -> rows
     fetch: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # analyses that did not run on (some) rows, and why (e.g. caption neighbours of text-only rows
+    # whose captions CLIP did not embed on a CPU)
+    analyses_not_run: dict[str, str] = Field(default_factory=dict)
+    # cascade scoring: what ran where and the estimated misses per rule (audit.cascade.estimates);
+    # null when the cascade is off (every scorer ran on every row)
+    cascade: dict[str, object] | None = None
     # scored rows by caption language (ISO 639-1; "und": undetermined, "none": no caption scored),
     # and rows with text read from the image by that text's language
     languages: dict[str, LanguageCounts] = Field(default_factory=dict)
