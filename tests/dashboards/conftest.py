@@ -94,6 +94,13 @@ class Driver:
         self.monkeypatch.setattr(sys, "argv", [str(APP), "--run", str(run), *args])
         return AppTest.from_file(str(APP), default_timeout=90).run()
 
+    def start_without_run(self):
+        """`streamlit run app.py` with no --run: the app picks the latest run under ./runs."""
+        from streamlit.testing.v1 import AppTest
+
+        self.monkeypatch.setattr(sys, "argv", [str(APP)])
+        return AppTest.from_file(str(APP), default_timeout=90).run()
+
     @staticmethod
     def on(at, page: str):
         from audit.dashboards.state import PAGES

@@ -4,6 +4,9 @@ run."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -283,3 +286,18 @@ def test_quarantine_lists_rows_by_reason(review_run: Path, driver) -> None:
     rows = at.dataframe[1].value
     assert set(rows["reason"]) == {reason} and len(rows) == run.summary.quarantine_by_reason[reason]
     assert not at.get("image")  # no image of a quarantined row, ever
+
+
+def test_without_a_run_the_latest_finished_run_under_runs_opens(
+    review_run: Path, tmp_path: Path, driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    older = Path(shutil.copytree(review_run, runs / "older"))
+    newer = Path(shutil.copytree(review_run, runs / "newer"))
+    summary = json.loads((newer / "summary.json").read_text())
+    (newer / "summary.json").write_text(json.dumps({**summary, "run_name": "the newer run"}))
+    os.utime(older / "summary.json", (1_000_000, 1_000_000))
+    monkeypatch.chdir(tmp_path)
+    at = driver.start_without_run()
+    assert not at.exception
+    assert "run: the newer run" in [t.value for t in at.text]

@@ -66,3 +66,21 @@ def test_thumbnails_are_cached_and_an_unreadable_shard_says_so(run_dir: Path, tm
     with pytest.raises(ImageUnavailableError, match="cannot be read") as err:  # not seen yet: needs the shard
         load_image(run, rows[1]["row_id"])
     assert "\n" not in str(err.value)
+
+
+def test_prefetch_reads_the_next_rows_into_the_cache_in_the_background(run_dir: Path, tmp_path: Path) -> None:
+    from audit.review.images import is_cached, prefetch
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    record = next(s for s in manifest["shards"] if s["shard_id"] == "00000")
+    own = Path(shutil.copy(record["path"], tmp_path / "00000.parquet"))
+    record["path"] = str(own)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    run = load_run(str(run_dir))
+    rows = [r for r in run.flags.to_pylist() if may_render(r) and r["shard_id"] == "00000"]
+    assert rows and not any(is_cached(run, r) for r in rows)
+    prefetch(run, lambda: rows).result(timeout=120)  # the rows may be computed in the background too
+    assert all(is_cached(run, r) for r in rows)
+    own.unlink()
+    for r in rows:  # shown without the shard
+        assert Image.open(io.BytesIO(load_image(run, r["row_id"]))).format == "JPEG"
