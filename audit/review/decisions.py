@@ -102,13 +102,22 @@ def _check_keyed_by_row(conn: sqlite3.Connection, path: Path) -> bool:
     return bool(columns)
 
 
+_SCHEMA_OBJECTS = {"decisions", "decisions_by_row", "decisions_no_update", "decisions_no_delete"}
+
+
+def _schema_complete(conn: sqlite3.Connection) -> bool:
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'decisions%'")}
+    return names >= _SCHEMA_OBJECTS
+
+
 @contextlib.contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     """A writing connection; the body runs as one transaction, committed on success."""
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
     try:
         _check_keyed_by_row(conn, path)  # before the DDL: its index needs row_id
-        conn.executescript(_DDL)
+        if not _schema_complete(conn):  # the DDL commits (an fsync): only when something is missing
+            conn.executescript(_DDL)
         with conn:
             yield conn
     finally:
