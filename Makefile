@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: help setup system-deps sample fetch audit dashboard report clean-set test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory bench-fetch bench-dashboard
+.PHONY: help setup system-deps sample fetch audit dashboard report clean-set test test-fast lint format clean bench bench-scorers bench-neighbours bench-kernels bench-memory bench-fetch bench-dashboard bench-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,16 +67,21 @@ DEST ?= $(RUN)-clean
 clean-set: report ## cleaned copy of RUN's shards without the removal list's rows into DEST (resumable)
 	$(BIN)/mmaudit apply-removals $(RUN) --to $(DEST)
 
+# Test processes (pytest-xdist): one per core by default; a test file stays on one process, so its
+# module fixtures (runs, clusters, servers) are built once. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= auto
+TEST_DIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+
 test: setup ## run the whole test suite (offline, CPU)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(TEST_DIST) $(PYTEST_ARGS)
 
 test-fast: setup ## the tests not marked slow
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(TEST_DIST) $(PYTEST_ARGS)
 
 BENCH_ROWS ?= 1000000
 BENCH_DIM  ?= 512
 
-bench: bench-scorers bench-kernels bench-neighbours bench-memory bench-fetch bench-dashboard ## every benchmark (JSON under bench/results/)
+bench: bench-scorers bench-kernels bench-neighbours bench-memory bench-fetch bench-dashboard bench-e2e ## every benchmark (JSON under bench/results/)
 
 bench-dashboard: setup ## review dashboard over 1M flags in Chromium: filter change, row click, decision (s); server RSS
 	$(BIN)/python -m audit.benchmarks.dashboard --out bench/results/dashboard.json --flags $(BENCH_ROWS) \
@@ -87,6 +92,10 @@ bench-fetch: setup ## img2dataset fetch images/s against a local HTTP server, an
 
 bench-memory: setup ## peak memory 10 vs 100 shards and a growing shard; end-to-end rows/s per stage
 	$(BIN)/python -m audit.benchmarks.memory --out bench/results/memory.json
+
+bench-e2e: setup ## 1M-row precomputed, cascade, text-only and JPEG audits vs the scorers' own one-core rates
+	$(BIN)/python -m audit.benchmarks.e2e --out bench/results/e2e.json --markdown bench/results/e2e.md
+	@mkdir -p docs/benchmarks && cp bench/results/e2e.json bench/results/e2e.md docs/benchmarks/
 
 bench-kernels: setup ## int8 kernels vs float32 (CPU) / float16 (CUDA) on 1M x 512
 	$(BIN)/python -m audit.kernels.bench --out bench/results/kernels.json --rows $(BENCH_ROWS) --dim $(BENCH_DIM)

@@ -94,11 +94,20 @@ def test_hostile_rows_are_scored_or_quarantined_never_raised(make_config) -> Non
     captioned = scored.column("caption_problem").is_null().to_pylist()
     imaged = [s == "decoded" for s in scored.column("image_status").to_pylist()]
     assert not all(captioned) and not all(imaged)  # both one-sided kinds are in the table
+    # hatesonar and CLIP are English-only: a non-English caption gets null and the scorer's name in
+    # not_applicable
+    na = [set(v or ()) for v in scored.column("not_applicable").to_pylist()]
+
+    def applies(scorer: str, sides: list[bool]) -> list[bool]:
+        return [s and scorer not in n for s, n in zip(sides, na, strict=True)]
+
+    both = [a and b for a, b in zip(captioned, imaged, strict=True)]
+    assert any(applies("hatesonar", captioned)) and applies("hatesonar", captioned) != captioned
     for name, has_side in (
-        ("text_offensive_prob", captioned),
-        ("text_hate_prob", captioned),
+        ("text_offensive_prob", applies("hatesonar", captioned)),
+        ("text_hate_prob", applies("hatesonar", captioned)),
         ("image_nsfw_prob", imaged),
-        ("clip_similarity", [a and b for a, b in zip(captioned, imaged, strict=True)]),
+        ("clip_similarity", applies("clip", both)),
     ):
         for v, has in zip(scored.column(name).to_pylist(), has_side, strict=True):
             # the side's score where the side is usable, null (never a clean-looking value) elsewhere

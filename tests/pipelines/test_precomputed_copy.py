@@ -14,8 +14,20 @@ from audit.rules import load_rules
 
 pytestmark = pytest.mark.slow
 INT8_BOUND = 0.003  # |cos_int8 - cos_fp32| at the 99.9th percentile (audit.kernels.quantize)
-# Reasons that need pixels or image bytes, which a precomputed copy does not carry.
-PIXEL_REASONS = {"nsfw-image"}
+# Scores read from pixels (open_nsfw, NudeNet, OCR text), which a precomputed copy does not carry.
+PIXEL_SCORES = ("image_nsfw_prob", "nudenet_", "ocr_")
+
+
+def _pixel_reasons() -> set[str]:
+    """Reasons of the default rules that use a pixel score: those may differ between the two runs."""
+    return {
+        r.reason
+        for r in load_rules("default").rules
+        if any(c.score.startswith(PIXEL_SCORES) for c in r.conditions)
+    }
+
+
+PIXEL_REASONS = _pixel_reasons()
 
 
 def _flags(run: Path, rows: dict[str, str] | None = None) -> dict[str, set[str]]:
@@ -80,6 +92,8 @@ def test_precomputed_copy_gives_the_same_flags(sample_dir: Path, make_config, tm
     for row in set(a) | set(b):
         if row not in sim_b:
             continue  # not exported (quarantined, or no image)
+        # without pixels the copy can only lose a pixel-read reason, never gain one
+        assert b.get(row, set()) & PIXEL_REASONS <= a.get(row, set()) & PIXEL_REASONS, row
         left, right = a.get(row, set()) - PIXEL_REASONS, b.get(row, set()) - PIXEL_REASONS
         near_threshold = any(abs(sim_a.get(row, 9) - t) <= 2 * INT8_BOUND for t in thresholds)
         if left != right and near_threshold:
