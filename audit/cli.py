@@ -262,7 +262,9 @@ def _seed_keys(path: Path) -> list[str]:
 
 @app.command()
 def dashboard(
-    run: Annotated[str, typer.Option(help="run folder to review")] = "runs/sample",
+    run: Annotated[
+        str | None, typer.Option(help="run folder to review (default: the latest finished run under runs/)")
+    ] = None,
     port: Annotated[int, typer.Option(help="port to serve on")] = 8501,
     headless: Annotated[bool, typer.Option(help="do not open a browser")] = True,
     address: Annotated[
@@ -272,17 +274,25 @@ def dashboard(
         Path | None,
         typer.Option(help="YAML of reviewers' bcrypt hashes (or $MMAUDIT_DASHBOARD_CREDENTIALS)"),
     ] = None,
+    break_after: Annotated[
+        int | None,
+        typer.Option(help="revealed images per session before a break reminder (or $MMAUDIT_BREAK_AFTER)"),
+    ] = None,
 ) -> None:
     """Serve the Streamlit review dashboard for a run folder."""
     import subprocess
     from importlib import resources
 
     from audit.dashboard_auth import load_auth, require_auth_if_exposed
+    from audit.review.run import latest_run
+    from audit.review.safety import break_after as check_break_after
 
     try:
         # refused before anything listens: harmful images behind a blur are not served unauthenticated
         auth = load_auth(credentials)
         require_auth_if_exposed(address, auth)
+        run = run or latest_run()  # one error line now rather than a traceback in the browser
+        limit = check_break_after(break_after)
     except AuditError as e:
         _fail(e)
     # the app file is located, not imported: importing a Streamlit script would run it
@@ -294,7 +304,7 @@ def dashboard(
         "--server.headless", str(headless).lower(),
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",
-        "--", "--run", run,
+        "--", "--run", run, "--break-after", str(limit),
     ]  # fmt: skip
     if credentials is not None:  # the app reads the file itself; the password variable is inherited
         cmd += ["--credentials", str(credentials.resolve())]

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,51 @@ def test_credentials_are_bcrypt_hashes_that_check() -> None:
     assert stored != "correct horse battery"
     assert bcrypt.checkpw(b"correct horse battery", stored.encode())
     assert bcrypt.checkpw(b"correct horse battery", ANN_HASH.encode())  # the constant above is real
+
+
+@pytest.mark.parametrize(
+    ("value", "why"), [("0", "must be at least 1, got 0"), ("-3", "must be at least 1, got -3")]
+)
+def test_dashboard_refuses_a_bad_break_after_before_serving(value: str, why: str, tmp_path: Path) -> None:
+    result, port = _dashboard("--run", str(tmp_path), "--break-after", value)
+    assert result.returncode == 2, result.stderr
+    assert _error_lines(result.stderr) == [f"error: --break-after: {why}"]
+    assert not _listening(port)
+
+
+def test_dashboard_without_run_and_no_finished_run_is_one_error_line(tmp_path: Path) -> None:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "audit.cli", "dashboard", "--port", str(port)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert _error_lines(result.stderr) == [
+        "error: runs: no finished run folder in it (run `make audit` first, or pass --run)"
+    ]
+    assert not _listening(port)
+
+
+def test_dashboard_hands_the_break_limit_and_the_run_to_the_app(tmp_path: Path) -> None:
+    """The Streamlit process the CLI starts gets --run and --break-after (from the option, else the
+    environment variable)."""
+    import psutil
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "audit.cli", "dashboard", "--run", str(tmp_path), "--port", str(port)]
+    clean = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
+    proc = subprocess.Popen(
+        [*cmd, "--break-after", "7"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**clean, "MMAUDIT_BREAK_AFTER": "99"}, start_new_session=True,
+    )  # fmt: skip
+    try:
+        args: list[str] = []
+        deadline = time.monotonic() + 30
+        while not args and time.monotonic() < deadline and proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                line = child.cmdline()
+                if "streamlit" in line:
+                    args = line[line.index("--") + 1 :]
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert args == ["--run", str(tmp_path), "--break-after", "7"]
