@@ -14,6 +14,13 @@ from collections.abc import Iterable, Mapping
 # Reason codes whose rows are never rendered whatever their rule says (older run folders, too).
 NEVER_RENDER_REASONS = frozenset({"known-bad-hash", "csam-risk"})
 
+# ``never_render`` over a flags row in DuckDB SQL (tests/review/test_queue.py checks the two agree on
+# every row): never-render rows are left out of every queue and only counted and listed by row id.
+NEVER_RENDER_SQL = (
+    "(coalesce(known_bad_match, false) OR coalesce(render_blocked, false) OR "
+    f"list_has_any(reasons, [{', '.join(repr(r) for r in sorted(NEVER_RENDER_REASONS))}]))"
+)
+
 
 def never_render(row: Mapping) -> bool:
     """A hash-list match, a never-render rule or a never-render reason: never shown anywhere.

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from audit.errors import InputFileError
-from audit.render_policy import NEVER_RENDER_REASONS
+from audit.render_policy import NEVER_RENDER_SQL
 from audit.row_identity import split_row_id
 from audit.runfolder import RunFolder
 from audit.schemas import SEVERITIES, Manifest, Summary
@@ -33,13 +33,6 @@ if TYPE_CHECKING:
 DUCKDB_MEMORY = "512MB"
 DUCKDB_THREADS = 2
 
-# The SQL form of audit.render_policy.never_render over a flags row (tests/test_review_queue.py
-# checks it agrees with the Python predicate on every row): never-render rows are left out of every
-# queue and only counted and listed by row id.
-NEVER_RENDER_SQL = (
-    "(coalesce(known_bad_match, false) OR coalesce(render_blocked, false) OR "
-    f"list_has_any(reasons, [{', '.join(repr(r) for r in sorted(NEVER_RENDER_REASONS))}]))"
-)
 
 
 def sql_literal(text: str) -> str:
