@@ -13,10 +13,11 @@ DUPLICATES_SCHEMA, kind ``caption_text``, similarity 1.0).
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audit.kernels.text_hash import hash_strings
+from audit.kernels.text_hash import hash_strings, hash_words_ascii
 from audit.neighbours.schemas import DUPLICATES_SCHEMA
 from audit.runfolder import RunFolder
 from audit.tables import has_usable_caption
@@ -43,15 +44,23 @@ def caption_hashes(scored: pa.Table) -> pa.Table:
     normalised."""
     usable = scored.select(["row_id", "key", "row_index", "caption", "caption_problem"])
     usable = usable.filter(pa.array(has_usable_caption(usable)))  # a narrow table: filter copies it
-    text = normalized_captions(usable.column("caption").combine_chunks())
-    keep = pc.fill_null(pc.greater(pc.utf8_length(text), 0), False)
-    usable, text = usable.filter(keep), text.filter(keep)
+    captions = usable.column("caption").combine_chunks()
+    # ASCII captions (most alt-text) normalised and hashed in one pass over their bytes; the same
+    # hash as hash_strings(normalized_captions(...)), which does the others
+    hashes, length = hash_words_ascii(captions)
+    other = np.flatnonzero(length < 0)
+    if other.size:
+        text = normalized_captions(captions.take(pa.array(other)))
+        hashes[other] = hash_strings(text)
+        length[other] = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+    keep = pa.array(length > 0)
+    usable = usable.filter(keep)
     return pa.table(
         {
             "row_id": usable.column("row_id"),
             "key": usable.column("key"),
             "row_index": usable.column("row_index"),
-            "caption_hash": pa.array(hash_strings(text), pa.uint64()),
+            "caption_hash": pa.array(hashes[length > 0], pa.uint64()),
         },
         schema=CAPTION_HASH_SCHEMA,
     )

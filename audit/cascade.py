@@ -33,6 +33,8 @@ from audit.schemas import SCORE_COLUMNS
 from audit.tables import active_rows, set_columns
 
 CANDIDATE, SAMPLED, SKIPPED = "candidate", "audit_sample", "skipped_by_cascade"
+# columns the expensive tier never reads (pixels come as decoded images): not copied for it
+HEAVY_COLUMNS = ("image", "image_embedding", "text_embedding")
 
 # The expensive tier, by scorer or stage name -> the score columns it produces. Other scorers
 # (issue 16's OCR and NudeNet are already here) join with ``register_expensive``.
@@ -128,12 +130,14 @@ class Plan:
         images: Mapping[int, DecodedImage],
         tier: Callable[[pa.Table, Mapping[int, DecodedImage]], pa.Table],
     ) -> pa.Table:
-        """``tier`` on the planned rows only; its new or changed columns are put back on those rows
-        (nulls elsewhere for new columns, earlier values elsewhere for changed ones)."""
+        """``tier`` on the planned rows only (without the image bytes and embeddings: it scores
+        decoded pixels and text); its new or changed columns are put back on those rows (nulls
+        elsewhere for new columns, earlier values elsewhere for changed ones)."""
         if self.rows is None:
             return tier(table, images)
         rows = self.rows
-        sub = table.take(pa.array(rows, pa.int64()))
+        narrow = table.drop_columns([c for c in HEAVY_COLUMNS if c in table.column_names])
+        sub = narrow.take(pa.array(rows, pa.int64()))
         at = {int(i): j for j, i in enumerate(rows)}
         out = tier(sub, {at[i]: im for i, im in images.items() if i in at})
         position = np.full(table.num_rows, -1, np.int64)
@@ -145,7 +149,7 @@ class Plan:
             new = out.column(name).combine_chunks().take(take)
             if name not in table.column_names:
                 columns[name] = new
-            elif not out.column(name).equals(sub.column(name)):
+            elif not _same_buffers(out.column(name), sub.column(name)):
                 columns[name] = pc.if_else(inside, new, table.column(name).combine_chunks())
         return set_columns(table, columns)
 
@@ -153,6 +157,21 @@ class Plan:
         if self.status is None:
             return table
         return set_columns(table, {"cascade_status": self.status, "cascade_audit_sample": self.sampled})
+
+
+def _same_buffers(a: pa.ChunkedArray, b: pa.ChunkedArray) -> bool:
+    """Whether two columns are the same arrays (a stage passed the column through), by their
+    buffers' addresses: O(chunks), never a comparison of the values."""
+    if a.num_chunks != b.num_chunks or a.type != b.type:
+        return False
+    for x, y in zip(a.chunks, b.chunks, strict=True):
+        if (x.offset, len(x)) != (y.offset, len(y)):
+            return False
+        if [buf.address if buf else None for buf in x.buffers()] != [
+            buf.address if buf else None for buf in y.buffers()
+        ]:
+            return False
+    return True
 
 
 # --- what the cascade cost: counts per shard, estimates per run ----------------------------------

@@ -51,8 +51,9 @@ class DetoxifySettings(_Section):
 class TextSettings(_Section):
     scorers: tuple[TextScorerName, ...] = ("profanity_check", "hatesonar", "lexicon", "pii")
     # captions per scorer call: each call of the sklearn/ONNX scorers has a fixed cost (~10 ms for
-    # profanity-check), so calls are kept large; Detoxify batches on its own (detoxify.batch_size)
-    batch_size: int = Field(1024, ge=1)
+    # profanity-check), so a batch's captions go in one call; Detoxify batches on its own
+    # (detoxify.batch_size) and hatesonar in runs of 64
+    batch_size: int = Field(8192, ge=1)
     lexicons: str | None = None  # folder of slur/sexual/violence .txt lists; None = packaged
     detoxify: DetoxifySettings = DetoxifySettings()
 

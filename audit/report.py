@@ -119,6 +119,8 @@ def _counts(summary: Summary, figures: dict) -> dict:
         "removal_by_reason": removal["by_reason"],
         "removal_by_basis": removal["by_basis"],
         "removal_by_severity": removal["by_severity"],
+        "analyses_not_run": summary.analyses_not_run,
+        "cascade": summary.cascade,
     }
 
 

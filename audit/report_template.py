@@ -104,6 +104,26 @@ counted here. Every number below is also in figures.json.</p>
 <h3>Rules not applied</h3>
 <ul>{% for rule, why in s.skipped_rules.items() %}<li><code>{{ rule }}</code>: {{ why }}</li>{% endfor %}</ul>
 {% endif %}
+{% if s.analyses_not_run %}
+<h3>Analyses that did not run</h3>
+<ul id="analyses-not-run">{% for name, why in s.analyses_not_run.items() %}<li><code>{{ name }}</code>: {{ why }}</li>{% endfor %}</ul>
+{% endif %}
+{% if s.cascade %}
+<h3 id="sec-cascade">Cascade scoring was on</h3>
+<p>The expensive scorers ({{ s.cascade.expensive_tier|join(", ") }}) ran only on {{ s.cascade.rows.candidate }} candidate
+rows (a cheap score reached its candidate threshold) and {{ s.cascade.rows.audit_sample }} more rows of a seeded
+uniform audit sample ({{ "%.1f"|format(100 * s.cascade.audit_fraction) }}%, seed {{ s.cascade.seed }}); on
+{{ s.cascade.rows.skipped_by_cascade }} rows (<code>cascade_status = skipped_by_cascade</code>) they did not run and
+rules reading their scores could not fire. From the audit sample, where every scorer ran, the flags each such rule
+would have raised on skipped rows ({{ s.cascade.interval }}):</p>
+<table id="cascade-misses"><tr><th>rule</th><th>flags found</th><th>flags in the audit sample</th>
+<th>of them on non-candidates</th><th>estimated missed flags (95% interval)</th></tr>
+{% for rule, e in s.cascade.rules.items() %}<tr><td><code>{{ rule }}</code></td><td class="num">{{ e.flags_found }}</td>
+<td class="num">{{ e.flags_in_sample }}</td><td class="num">{{ e.missed_in_sample }}</td>
+<td class="num">{% if e.estimated_missed_flags is not none %}{{ "%.0f"|format(e.estimated_missed_flags) }}{% else %}unknown{% endif %}
+({{ "%.0f"|format(e.estimated_missed_flags_ci95[0]) }} to {{ "%.0f"|format(e.estimated_missed_flags_ci95[1]) }})</td></tr>
+{% endfor %}</table>
+{% endif %}
 
 <h2 id="sec-languages">Languages</h2>
 <p>Scored rows by caption language (fastText lid.176; <code>und</code>: too short or mixed to tell,

@@ -3,6 +3,7 @@ the estimate of what it missed, on real audits of the sample corpus."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -88,6 +89,14 @@ def test_rows_the_expensive_tier_skipped_say_so_and_hold_no_expensive_score(
     assert any("cascade scoring was on" in w for w in summary.warnings)
     assert summary.cascade["sampled_rows"] == 0
     assert summary.cascade["rules"]["hateful-caption"]["miss_rate_ci95"] == [0.0, 1.0]  # no sample: unknown
+    # the report says the cascade was on, what it skipped, and the estimate per rule
+    from audit.report import write_report
+
+    html = Path(write_report(str(tmp_path / "run"))[0]).read_text()
+    assert "Cascade scoring was on" in html and 'id="cascade-misses"' in html
+    assert "<code>hateful-caption</code>" in html and "cascade scoring was on: expensive-tier" in html
+    counts = json.loads((tmp_path / "run" / "report" / "counts.json").read_text())
+    assert counts["cascade"]["rows"] == summary.cascade["rows"]
 
 
 def test_the_audit_sample_is_seeded_uniform_and_independent_of_batching() -> None:

@@ -54,6 +54,10 @@ def test_text_only_rows_are_not_clip_embedded_on_a_cpu_unless_asked(
     assert summary.rows_scored == len(CAPTIONS) - 1 and summary.rows_quarantined == 1
     scores = pq.read_table(out / "scores" / "part-00000.parquet")
     assert all(v is not None for v in scores.column("text_offensive_prob").to_pylist())  # text scorers ran
+    from audit.report import write_report
+
+    html = Path(write_report(str(out))[0]).read_text()
+    assert "Analyses that did not run" in html and "<code>clip_text_embeddings</code>" in html
 
     asked = tmp_path / "asked"
     cfg = make_config(shards=[str(metadata)], out=str(asked), device="cpu",
