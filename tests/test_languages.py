@@ -18,7 +18,7 @@ from audit.sample import NON_ENGLISH_CAPTIONS
 from audit.stages.languages import scope_scores
 from audit.text_scorers import HateSonarScorer, ProfanityCheckScorer
 
-LANGUAGES = ("de", "fr", "es", "ru", "ja")
+LANGUAGES = ("de", "fr", "es", "ru", "ja", "zh")  # lexicon languages beyond English
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,23 @@ def test_japanese_terms_match_inside_a_sentence_and_latin_ones_only_on_word_boun
     )
     assert out["lexicon_slur_hits"].tolist() == [1, 0, 0, 0]
     assert out["lexicon_sexual_hits"].tolist() == [0, 0, 0, 0]
+
+
+def test_chinese_captions_are_detected_and_matched_inside_a_sentence(detector: LanguageDetector) -> None:
+    captions = [
+        "这是黑鬼的照片",
+        "免费色情视频在线观看",
+        "斩首视频现场",
+        "一根玉米棒子和绿绿的草地",
+        "北京的天安门广场",
+    ]
+    found = detector.detect([captions[0], "这是一张在北京拍摄的风景照片，天气很好"])
+    assert [d.language for d in found] == ["zh", "zh"]  # (lid.176's lite model misreads some short ones)
+    out = LexiconScorer().score(captions)
+    assert out["lexicon_slur_hits"].tolist() == [1, 0, 0, 0, 0]
+    assert out["lexicon_sexual_hits"].tolist()[:2] == [0, 2] and out["lexicon_violence_hits"].tolist()[2] >= 1
+    # words that are slurs only in some phrases (棒子 "stick") are listed only in those phrases
+    assert out["lexicon_terms"][3] == [] and out["lexicon_terms"][4] == []
 
 
 def test_a_term_listed_in_several_languages_counts_once() -> None:
