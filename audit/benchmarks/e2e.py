@@ -12,7 +12,8 @@ random weights, as no weights can be downloaded here; neighbours off, see below)
 - ``full``: the precomputed-embedding corpus, every scorer on every row;
 - ``cascade``: the same corpus, ``cascade.enabled`` (default 1% audit sample), and the same on its
   first two shards (peak memory against the number of shards);
-- ``text_only``: the metadata of the first ``--text-shards`` shards (no image, no embedding);
+- ``text_only``: the metadata of the first ``--text-shards`` shards (default all 8: 1M rows, no image,
+  no embedding);
 - ``images``: the JPEG set (pixels: CLIP's image tower, open_nsfw, NudeNet, OCR).
 
 Baselines, measured in the same run just before each mode (the machine may be shared; its load
@@ -532,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", default="runs/bench-e2e")
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--rows-per-shard", type=int, default=125_000)
-    p.add_argument("--text-shards", type=int, default=2, help="metadata shards the text-only mode audits")
+    p.add_argument("--text-shards", type=int, default=8, help="metadata shards the text-only mode audits")
     p.add_argument("--images", type=int, default=2000, help="JPEGs in the img2dataset set")
     p.add_argument("--image-audit", type=int, default=200, help="of them audited with every scorer")
     p.add_argument("--image-sample", type=int, default=48, help="JPEGs per standalone image scorer")
