@@ -34,7 +34,6 @@ DUCKDB_MEMORY = "512MB"
 DUCKDB_THREADS = 2
 
 
-
 def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
