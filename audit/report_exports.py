@@ -207,9 +207,14 @@ def write_exports(
         writers += [flags_pq, removal_pq, urls_pq]
         uids: list[tuple[int, int]] = []
         seen: set[str] = set()
+        # rows a reviewer confirmed that no rule flagged (a "more like this" find): found by
+        # striking the flagged ones off while the flags stream past
+        confirmed = [r for r, d in decisions.items() if d.decision == "confirm_harmful"]
+        confirmed_unflagged = set(confirmed) if policy.confirmed else set()
         with folder.fs.open(folder.flags, "rb") as src:
             for batch in pq.ParquetFile(src).iter_batches(batch_size=FLAG_BATCH_ROWS):
                 table = pa.Table.from_batches([batch]).cast(FLAGS_SCHEMA)
+                confirmed_unflagged.difference_update(table.column("row_id").to_pylist())
                 records = _records(table, decisions, policy)
                 _write_batch(res, records, files, flags_csv, authority, seen)
                 flags_pq.write_table(_exported_flags(table, records))
@@ -221,6 +226,13 @@ def write_exports(
                         _datacomp_uids(res, removed, shard_formats, uids)
                 for r in records:
                     _collect(res, r, shown)
+        if confirmed_unflagged:
+            removed = _confirmed_unflagged(folder, sorted(confirmed_unflagged), decisions, shard_formats)
+            _write_removals_only(res, removed, files["removal_list.txt"].f, seen)
+            removal_pq.write_table(_table(removed, REMOVAL_LIST_SCHEMA, basis="removal_basis"))
+            urls_pq.write_table(_table(removed, REMOVED_URLS_SCHEMA))
+            if has_datacomp:
+                _datacomp_uids(res, removed, shard_formats, uids)
         for w in writers:
             w.close()
         writers.clear()
@@ -241,6 +253,69 @@ def write_exports(
                 f.abort()
         raise
     return res
+
+
+# A confirmed row no rule flagged: its reason on the removal list (the reviewer's, not a rule's)
+CONFIRMED_UNFLAGGED_REASON = "reviewer-confirmed"
+CONFIRMED_UNFLAGGED_SEVERITY = "medium"
+
+
+def _confirmed_unflagged(
+    folder: RunFolder,
+    row_ids: list[str],
+    decisions: Mapping[str, DecisionRow],
+    shard_formats: Mapping[str, str],
+) -> list[dict]:
+    """Removal records, read from RUN/scores, of confirmed rows that are in no flag; row ids that
+    name no shard of the run or no scored row are left out (nothing to remove)."""
+    from audit.row_identity import split_row_id
+
+    by_shard: dict[str, list[str]] = {}
+    for row_id in row_ids:
+        try:
+            shard_id, _ = split_row_id(row_id)
+        except ValueError:
+            continue
+        if shard_id in shard_formats:  # a shard of the run: a row id never names a file by itself
+            by_shard.setdefault(shard_id, []).append(row_id)
+    out = []
+    columns = ["row_id", "shard_id", "row_index", "key", "url", "sha256", "image_phash"]
+    for shard_id, ids in sorted(by_shard.items()):
+        path = folder.scores(shard_id)
+        if not folder.exists(path):
+            continue
+        with folder.fs.open(path, "rb") as f:
+            rows = pq.read_table(f, columns=columns, filters=[("row_id", "in", ids)]).to_pylist()
+        for row in rows:
+            d = decisions[row["row_id"]]
+            out.append(
+                {
+                    **row,
+                    "severity": CONFIRMED_UNFLAGGED_SEVERITY,
+                    "reasons": [CONFIRMED_UNFLAGGED_REASON],
+                    "rules": [],
+                    "removal": True,
+                    "removal_basis": "confirmed",
+                    "decision": d.decision,
+                    "reviewer": d.reviewer,
+                    "decided_at": d.decided_at,
+                }
+            )
+    return out
+
+
+def _write_removals_only(res: ExportResult, removed: list[dict], removal_txt: IO, seen: set[str]) -> None:
+    for r in removed:
+        if r["row_id"] in seen:
+            continue
+        seen.add(r["row_id"])
+        fields = (r["row_id"], _clean(r["key"]), _clean(r["url"]), r["severity"], ",".join(r["reasons"]))
+        removal_txt.write("\t".join(fields) + "\n")
+        res.removal_rows += 1
+        res.removed_row_ids.append(r["row_id"])
+        res.removal_by_basis[r["removal_basis"]] += 1
+        res.removal_by_severity[r["severity"]] += 1
+        res.removal_by_reason.update(r["reasons"])
 
 
 def _write_batch(res: ExportResult, records: list[dict], files: dict[str, AtomicFile],

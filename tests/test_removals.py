@@ -21,7 +21,7 @@ from audit.removals import (
     subtract_uids,
 )
 from audit.report import write_report
-from audit.review import DecisionRow, load_run, record_decision, render_blocked
+from audit.review import DecisionRow, load_run, record_decision, record_decisions, render_blocked
 
 
 @pytest.fixture
@@ -87,6 +87,41 @@ def test_a_false_positive_leaves_the_list_but_a_never_render_row_stays(run_dir: 
     assert offensive["row_id"] not in by_id
     assert by_id[known_bad["row_id"]]["basis"] == "never-render"
     assert by_id[known_bad["row_id"]]["decision"] == "false_positive"
+
+
+def _unflagged_scored(run_dir: Path, n: int) -> list[dict]:
+    flagged = {f["row_id"] for f in load_run(str(run_dir)).flags.to_pylist()}
+    scores = pq.read_table(run_dir / "scores").to_pylist()
+    return [r for r in scores if r["row_id"] not in flagged][:n]
+
+
+def test_a_confirmed_row_no_rule_flagged_goes_on_the_list_as_reviewer_confirmed(run_dir: Path) -> None:
+    """A "more like this" find confirmed by a reviewer: decidable by its row id, removed with the
+    reviewer's reason; a false positive or an undecided unflagged row stays off the list."""
+    run = load_run(str(run_dir))
+    confirmed, dismissed = _unflagged_scored(run_dir, 2)
+    assert record_decisions(run, [confirmed["row_id"]], "confirm_harmful", "ann", "near copy") == 1
+    record_decision(run, dismissed["row_id"], "false_positive", "bob")
+    with pytest.raises(ValueError, match="neither a flagged nor a scored row"):
+        record_decision(run, f"{confirmed['shard_id']}:999999", "confirm_harmful", "ann")
+    with pytest.raises(ValueError, match="neither flagged nor scored"):
+        record_decisions(run, ["../../etc:1"], "confirm_harmful", "ann")  # names no shard of the run
+    write_report(str(run_dir))
+    by_id = {r["row_id"]: r for r in _list(run_dir)}
+    mine = by_id[confirmed["row_id"]]
+    assert (mine["key"], mine["url"], mine["sha256"], mine["shard_id"], mine["row_index"]) == (
+        confirmed["key"], confirmed["url"], confirmed["sha256"], confirmed["shard_id"], confirmed["row_index"]
+    )  # fmt: skip
+    assert (mine["basis"], mine["reasons"], mine["rules"]) == ("confirmed", ["reviewer-confirmed"], [])
+    assert (mine["decision"], mine["reviewer"]) == ("confirm_harmful", "ann")
+    assert dismissed["row_id"] not in by_id
+    text = (run_dir / "report" / "removal_list.txt").read_text().splitlines()
+    assert sum(line.startswith(confirmed["row_id"] + "\t") for line in text) == 1
+    urls = pq.read_table(run_dir / "report" / "removed_urls.parquet").column("url").to_pylist()
+    assert confirmed["url"] in urls
+    # with removal.confirmed off, the reviewer's confirmation removes nothing by itself
+    write_report(str(run_dir), overrides={"removal.confirmed": False})
+    assert confirmed["row_id"] not in {r["row_id"] for r in _list(run_dir)}
 
 
 def _decision(value: str) -> DecisionRow:

@@ -254,9 +254,15 @@ def test_decisions_and_history_are_per_row_id(run_dir: Path) -> None:
     frame = flags_frame(run.flags, decisions).set_index("row_id")
     assert frame.loc[_rid("a", 0), "decision"] == "confirm_harmful"
     assert frame.loc[_rid("a", 2), "decision"] == ""
-    with pytest.raises(ValueError, match="not a flagged row"):
-        record_decision(run, _rid("a", 1), "false_positive", "ann")  # its key is flagged in b
-    assert len(decision_history(run)) == 2
+    # a:1 is unflagged while its key is flagged in b: decidable as itself (a scored row), and the
+    # decision names a:1 alone, never the same-key row of b
+    third = record_decision(run, _rid("a", 1), "false_positive", "ann")
+    assert (third.row_id, third.key) == (_rid("a", 1), "000000001")
+    assert set(load_decisions(run)) == {_rid("a", 0), _rid("b", 0), _rid("a", 1)}
+    assert decision_history(run, _rid("b", 1)) == []
+    with pytest.raises(ValueError, match="neither a flagged nor a scored row"):
+        record_decision(run, _rid("a", 10_000), "false_positive", "ann")  # no such row
+    assert len(decision_history(run)) == 3
 
 
 def _removal(run_dir: Path) -> dict[str, list[str]]:

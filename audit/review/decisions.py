@@ -152,14 +152,18 @@ def _check(decision: str, reviewer: str) -> str:
 
 
 def record_decision(run: ReviewRun, row_id: str, decision: str, reviewer: str, note: str = "") -> DecisionRow:
-    """Append one decision row; ValueError for an unknown decision, empty reviewer or unflagged row."""
+    """Append one decision row; ValueError for an unknown decision, an empty reviewer, or a row that
+    is neither flagged nor scored in the run."""
+    from audit.review.details import scored_keys
     from audit.review.run import flag_row
 
     reviewer = _check(decision, reviewer)
     try:
         key = flag_row(run, row_id)["key"]
-    except KeyError as e:
-        raise ValueError(str(e.args[0])) from None
+    except KeyError:
+        key = scored_keys(run, [row_id]).get(row_id)
+        if key is None:
+            raise ValueError(f"{row_id!r} is neither a flagged nor a scored row of run {run.name}") from None
     decided_at = _utc_now()
     with _connect(db_path(run)) as conn:
         cur = conn.execute(
@@ -178,8 +182,11 @@ def record_decisions(
     note: str = "",
 ) -> int:
     """One decision for many rows (a selection, a filter result, a cluster) in one transaction: every
-    row is written or none. Returns the rows written (each row id once). ValueError, and nothing
-    written, when the decision or reviewer is invalid or any row is not flagged."""
+    row is written or none. Returns the rows written (each row id once). A row no rule flagged may be
+    decided when it is a scored row of the run (a "more like this" find). ValueError, and nothing
+    written, when the decision or reviewer is invalid or any row is neither flagged nor scored."""
+    from audit.review.details import scored_keys
+
     reviewer = _check(decision, reviewer)
     ids = row_ids if isinstance(row_ids, pa.Array | pa.ChunkedArray) else pa.array(list(row_ids), pa.string())
     unique = pc.unique(ids.cast(pa.string()))  # in order of first appearance
@@ -191,10 +198,13 @@ def record_decisions(
         "SELECT w.row_id, f.key FROM wanted w LEFT JOIN (SELECT row_id, any_value(key) AS key FROM flags "
         "WHERE row_id IN (SELECT row_id FROM wanted) GROUP BY row_id) f USING (row_id) ORDER BY w.n"
     ).fetchall()
+    unflagged = [r for r, k in found if k is None]
+    scored = scored_keys(run, unflagged) if unflagged else {}
+    found = [(r, k if k is not None else scored.get(r)) for r, k in found]
     missing = [r for r, k in found if k is None]
     if missing:
         raise ValueError(
-            f"{len(missing)} of {len(found)} rows are not flagged rows of run {run.name} "
+            f"{len(missing)} of {len(found)} rows are neither flagged nor scored rows of run {run.name} "
             f"(e.g. {missing[0]!r}); nothing was recorded"
         )
     if not found:

@@ -85,6 +85,38 @@ def scores_row(run: ReviewRun, row_id: str, shard_id: str) -> dict:
     return rows[0] if rows else {}
 
 
+def scored_keys(run: ReviewRun, row_ids: list[str]) -> dict[str, str]:
+    """The dataset key of each of ``row_ids`` that is a scored row of the run (in its shard's
+    RUN/scores file): rows a reviewer may decide although no rule flagged them (a "more like this"
+    find). Only shards of the run's manifest are read: a row id never names a file by itself."""
+    from audit.row_identity import split_row_id
+
+    shards = {r.shard_id for r in run.manifest.shards if r.status == "done"}
+    by_shard: dict[str, list[str]] = {}
+    for row_id in row_ids:
+        try:
+            shard_id, _ = split_row_id(row_id)
+        except ValueError:
+            continue
+        if shard_id in shards:
+            by_shard.setdefault(shard_id, []).append(row_id)
+    out: dict[str, str] = {}
+    cur = run.db()
+    for shard_id, ids in by_shard.items():
+        if not run.folder.exists(run.folder.scores(shard_id)):
+            continue
+        url = run.folder.url_of("scores", f"{shard_id}.parquet")
+        cur.register("wanted_rows", pa.table({"row_id": pa.array(ids, pa.string())}))
+        out.update(
+            cur.execute(
+                f"SELECT row_id, key FROM read_parquet({sql_literal(glob_escaped(url))}) "
+                "WHERE row_id IN (SELECT row_id FROM wanted_rows)"
+            ).fetchall()
+        )
+        cur.unregister("wanted_rows")
+    return out
+
+
 def _lexicon_terms(masker: Masker, value: list[str] | None, reveal: bool) -> str:
     """ "category:term (group)" entries with the term masked like the caption's."""
     out = []

@@ -1,5 +1,6 @@
 """More like this: kNN expansion (`mmaudit expand`'s library code) from seed rows over the run's image
-index; the rows found are listed as a queue, and the flagged ones can be opened and decided."""
+index; the rows found are listed as a queue and can be decided, flagged or not (a confirmed unflagged
+row goes on the removal list as reviewer-confirmed)."""
 
 from __future__ import annotations
 
@@ -48,10 +49,9 @@ def render(r: Review) -> None:
     found, missing = st.session_state[RESULT]
     if missing:
         st.text(f"{len(missing)} seeds have no image embedding and were left out: {', '.join(missing[:10])}")
-    flagged = [row["row_id"] for row in found.to_pylist() if row["flagged"] and not row["never_render"]]
-    st.text(
-        f"{found.num_rows} rows found ({len(flagged)} of them flagged and decidable); click a row to open it"
-    )
+    rows = [row for row in found.to_pylist() if not row["never_render"]]
+    flagged = [row["row_id"] for row in rows if row["flagged"]]
+    st.text(f"{found.num_rows} rows found ({len(flagged)} of them flagged); click a row to open it")
     event = st.dataframe(
         found.drop_columns(["never_render"]).to_pandas(), hide_index=True, width="stretch",
         on_select="rerun", selection_mode="single-row", key="mlt-table",
@@ -59,13 +59,17 @@ def render(r: Review) -> None:
     if (i := widgets.selected_row(event)) is not None:
         open_detail(OpenRow(found.column("row_id")[i].as_py(), None, "more_like_this"))
 
+    every = st.checkbox("Include the rows no rule flagged", value=True, key="mlt-unflagged")
+    chosen_rows = [row["row_id"] for row in rows] if every else flagged
+    what = f"{len(chosen_rows)} rows" if every else f"{len(chosen_rows)} flagged rows"
+
     def decide(decision: str, note: str) -> None:
-        written = record_decisions(run, flagged, decision, r.reviewer, note)
-        flash(f"{decision} recorded for {written} similar flagged rows by {r.reviewer}")
+        written = record_decisions(run, chosen_rows, decision, r.reviewer, note)
+        flash(f"{decision} recorded for {written} similar rows by {r.reviewer}")
         st.session_state.pop(RESULT, None)
 
-    st.subheader("Decide the flagged rows found")
-    widgets.decision_buttons(r, "mlt-bulk", decide, count=len(flagged), what=f"{len(flagged)} flagged rows")
+    st.subheader("Decide the rows found")
+    widgets.decision_buttons(r, "mlt-bulk", decide, count=len(chosen_rows), what=what)
 
 
 def _latest(r: Review) -> dict[str, str]:

@@ -254,7 +254,9 @@ def test_two_reviewers_deciding_the_same_row_lose_nothing(review_run: Path, driv
         assert history_table["reviewer"].tolist() == ["ann", "bob"]
 
 
-def test_more_like_this_expands_from_a_row_and_decides_the_flagged_results(review_run: Path, driver) -> None:
+def test_more_like_this_expands_from_a_row_and_decides_its_results_flagged_or_not(
+    review_run: Path, driver
+) -> None:
     run = load_run(str(review_run))
     at = driver.go(driver.start(review_run), "queue")
     at.sidebar.text_input(key="reviewer").input("ann").run()
@@ -265,15 +267,29 @@ def test_more_like_this_expands_from_a_row_and_decides_the_flagged_results(revie
     assert at.title[0].value == "More like this"
     driver.on(at, "more_like_this")
     assert at.multiselect(key="mlt-seeds").value == [queue[0]]
-    at.number_input(key="mlt-k").set_value(100).run()  # every row of the small sample
-    at.button(key="mlt-find").click().run()
-    found = driver.table(at, "mlt-table").value
-    assert len(found) > 5 and queue[0] not in found["row_id"].tolist()
-    flagged = [r for r, f in zip(found["row_id"], found["flagged"], strict=True) if f and r in queue]
-    assert flagged
+
+    def find() -> tuple[list[str], list[str]]:
+        at.number_input(key="mlt-k").set_value(100).run()  # every row of the small sample
+        at.button(key="mlt-find").click().run()
+        found = driver.table(at, "mlt-table").value
+        assert len(found) > 5 and queue[0] not in found["row_id"].tolist()
+        rows = list(zip(found["row_id"], found["flagged"], strict=True))
+        return [r for r, f in rows if f and r in queue], [r for r, f in rows if not f]
+
+    flagged, unflagged = find()
+    assert flagged and unflagged  # the sample's index holds both kinds near any row
+    at.checkbox(key="mlt-unflagged").uncheck().run()  # the flagged rows only
     at.button(key="needs_escalation-mlt-bulk").click().run()
     latest = {h.row_id: h.decision for h in decision_history(run)}
     assert {r: latest.get(r) for r in flagged} == dict.fromkeys(flagged, "needs_escalation")
+    assert not set(unflagged) & set(latest)
+    flagged, unflagged = find()
+    at.checkbox(key="mlt-unflagged").check().run()  # the default: every row found
+    at.button(key="confirm_harmful-mlt-bulk").click().run()
+    latest = {h.row_id: h.decision for h in decision_history(run)}
+    assert {r: latest.get(r) for r in flagged + unflagged} == dict.fromkeys(
+        flagged + unflagged, "confirm_harmful"
+    )
 
 
 def test_quarantine_lists_rows_by_reason(review_run: Path, driver) -> None:

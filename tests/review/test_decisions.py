@@ -59,7 +59,7 @@ def test_bulk_decision_is_one_transaction_over_each_row_once(run_dir: Path) -> N
 @pytest.mark.parametrize(
     ("extra", "decision", "reviewer", "match"),
     [
-        (["nope:1"], "confirm_harmful", "ann", r"1 of 21 rows are not flagged rows .*'nope:1'"),
+        (["nope:1"], "confirm_harmful", "ann", r"1 of 21 rows are neither flagged nor scored .*'nope:1'"),
         ([], "delete", "ann", "unknown decision"),
         ([], "false_positive", "   ", "reviewer"),
     ],
