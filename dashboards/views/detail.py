@@ -65,7 +65,7 @@ def render(r: Review) -> None:
     row = data.flag(r.run, at.row_id)
     if row is None:
         st.text(f"row {at.row_id}")
-        st.info("This row is not flagged: it has no detail page and takes no decision.")
+        st.info("This row is not flagged: it has no detail page (More like this decides it).")
         return
     if never_render(row):  # only counted and listed by row id
         st.text(f"row {at.row_id}")
