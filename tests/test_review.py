@@ -159,7 +159,8 @@ def test_decisions_db_refuses_update_and_delete(run_dir: Path) -> None:
         ("offensive-1", "delete_it", "ann", "unknown decision"),
         ("offensive-1", "", "ann", "unknown decision"),
         ("offensive-1", "false_positive", "  ", "reviewer"),
-        ("photo-astronaut", "false_positive", "ann", "not a flagged row"),
+        # quarantined, so neither flagged nor scored (an unflagged scored row may be decided)
+        ("bad-zero-bytes-blank-caption", "false_positive", "ann", "neither a flagged nor a scored row"),
     ],
 )
 def test_invalid_decisions_are_rejected_and_nothing_is_written(
