@@ -268,16 +268,9 @@ def _confirmed_unflagged(
 ) -> list[dict]:
     """Removal records, read from RUN/scores, of confirmed rows that are in no flag; row ids that
     name no shard of the run or no scored row are left out (nothing to remove)."""
-    from audit.row_identity import split_row_id
+    from audit.row_identity import row_ids_by_shard
 
-    by_shard: dict[str, list[str]] = {}
-    for row_id in row_ids:
-        try:
-            shard_id, _ = split_row_id(row_id)
-        except ValueError:
-            continue
-        if shard_id in shard_formats:  # a shard of the run: a row id never names a file by itself
-            by_shard.setdefault(shard_id, []).append(row_id)
+    by_shard = row_ids_by_shard(row_ids, shard_formats)  # shards of the run only
     out = []
     columns = ["row_id", "shard_id", "row_index", "key", "url", "sha256", "image_phash"]
     for shard_id, ids in sorted(by_shard.items()):

@@ -9,6 +9,8 @@ the input does not. Shard ids may themselves contain ':', so a row id is split a
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,3 +31,17 @@ def split_row_id(value: str) -> tuple[str, int]:
     if not sep or not shard_id or not index.isdigit():
         raise ValueError(f"{value!r} is not a row id (expected <shard_id>:<row_index>)")
     return shard_id, int(index)
+
+
+def row_ids_by_shard(row_ids: Iterable[str], shards: Container[str]) -> dict[str, list[str]]:
+    """``row_ids`` grouped by their shard id, keeping only shards in ``shards`` (the run's own: a row
+    id from a caller never names a file by itself) and dropping values that are no row id."""
+    out: dict[str, list[str]] = {}
+    for value in row_ids:
+        try:
+            shard_id, _ = split_row_id(value)
+        except ValueError:
+            continue
+        if shard_id in shards:
+            out.setdefault(shard_id, []).append(value)
+    return out

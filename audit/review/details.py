@@ -89,17 +89,9 @@ def scored_keys(run: ReviewRun, row_ids: list[str]) -> dict[str, str]:
     """The dataset key of each of ``row_ids`` that is a scored row of the run (in its shard's
     RUN/scores file): rows a reviewer may decide although no rule flagged them (a "more like this"
     find). Only shards of the run's manifest are read: a row id never names a file by itself."""
-    from audit.row_identity import split_row_id
+    from audit.row_identity import row_ids_by_shard
 
-    shards = {r.shard_id for r in run.manifest.shards if r.status == "done"}
-    by_shard: dict[str, list[str]] = {}
-    for row_id in row_ids:
-        try:
-            shard_id, _ = split_row_id(row_id)
-        except ValueError:
-            continue
-        if shard_id in shards:
-            by_shard.setdefault(shard_id, []).append(row_id)
+    by_shard = row_ids_by_shard(row_ids, {r.shard_id for r in run.manifest.shards if r.status == "done"})
     out: dict[str, str] = {}
     cur = run.db()
     for shard_id, ids in by_shard.items():

@@ -8,10 +8,11 @@ audit.render_policy.never_render marks are in no queue: they are only counted an
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,12 +186,23 @@ def _results(run: ReviewRun) -> ResultCache:
         return run._queue_results  # type: ignore[attr-defined]
 
 
-def count(run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None) -> int:
-    """Rows in the filtered queue (``sort`` only picks which cached result to count)."""
+@contextlib.contextmanager
+def _filtered(
+    run: ReviewRun, f: QueueFilter, sort: QueueSort | None
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, str, str]]:
+    """(cursor, cached result table of the filter, ORDER BY clause of the sort), under the cache's
+    lock for as long as the caller reads the result."""
     cache = _results(run)
     with cache.lock:
         cur = _cursor(run, f)
-        name = cache.table(run, cur, f, sort or QueueSort())
+        sort = sort or QueueSort()
+        name = cache.table(run, cur, f, sort)
+        yield cur, name, _keys(sort)[1]
+
+
+def count(run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None) -> int:
+    """Rows in the filtered queue (``sort`` only picks which cached result to count)."""
+    with _filtered(run, f, sort) as (cur, name, _):
         return int(cur.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # type: ignore[index]
 
 
@@ -199,12 +211,7 @@ def page_ids(
 ) -> pa.Table:
     """(row_id, pos) of rows ``offset .. offset + limit`` of the queue, in queue order: a lookup in the
     filter's result, then the row ids of those file positions."""
-    cache = _results(run)
-    with cache.lock:
-        cur = _cursor(run, f)
-        sort = sort or QueueSort()
-        name = cache.table(run, cur, f, sort)
-        _, order, _ = _keys(sort)
+    with _filtered(run, f, sort) as (cur, name, order):
         got = cur.execute(
             f"SELECT pos FROM {name} ORDER BY {order} LIMIT ? OFFSET ?", [int(limit), int(offset)]
         ).fetchall()
@@ -270,12 +277,7 @@ def page(
 
 def row_ids(run: ReviewRun, f: QueueFilter, sort: QueueSort | None = None) -> pa.Array:
     """Every row id of the filtered queue in queue order (what a bulk decision over a filter takes)."""
-    cache = _results(run)
-    with cache.lock:
-        cur = _cursor(run, f)
-        sort = sort or QueueSort()
-        name = cache.table(run, cur, f, sort)
-        _, order, _ = _keys(sort)
+    with _filtered(run, f, sort) as (cur, name, order):
         table = cur.sql(
             f"SELECT f.row_id FROM (SELECT pos, row_number() OVER (ORDER BY {order}) AS n FROM {name}) h "
             "JOIN flags f USING (pos) ORDER BY h.n"
