@@ -30,6 +30,14 @@ OPS: dict[str, Callable] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
+ARROW_OPS: dict[str, Callable] = {
+    ">=": pc.greater_equal,
+    ">": pc.greater,
+    "<=": pc.less_equal,
+    "<": pc.less,
+    "==": pc.equal,
+    "!=": pc.not_equal,
+}
 RULE_SCORES = tuple(SCORE_COLUMNS) + SOURCE_SCORE_COLUMNS
 
 
@@ -160,6 +168,11 @@ def _condition_mask(table: pa.Table, cond: Condition) -> np.ndarray:
             equal = pc.fill_null(pc.equal(pc.list_flatten(arr), pa.scalar(cond.value)), False)
             hit[parents[equal.to_numpy(zero_copy_only=False)]] = True
         return hit
+    if isinstance(cond.value, str) and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        # in Arrow: UTF-8 byte order is code point order, as Python compares str
+        return pc.fill_null(ARROW_OPS[cond.op](col, pa.scalar(cond.value, col.type)), False).to_numpy(
+            zero_copy_only=False
+        )
     if isinstance(cond.value, str):
         values = np.asarray(col.to_pylist(), dtype=object)
         hit = OPS[cond.op](values, cond.value)

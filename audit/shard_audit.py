@@ -105,6 +105,8 @@ def quarantined_known_bad_flags(table: pa.Table, models: Models) -> pa.Table:
     hit = pc.and_(
         pc.is_valid(table.column("quarantine_reason")), pc.fill_null(table.column("known_bad_match"), False)
     )
+    if not pc.any(hit).as_py():  # the common case: no rule needs evaluating on no rows
+        return FLAGS_SCHEMA.empty_table()
     rows = conform(table.filter(hit), SCORES_SCHEMA)
     return apply_rules(rows, models.rules, clip_meaningful=models.clip.meaningful)
 

@@ -58,7 +58,8 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Exactly ``schema``'s columns, in order; columns no stage produced (a scorer that is not
     configured) are nulls, so every file of a run has the same schema."""
     n = table.num_rows
-    cols = [table.column(f.name) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema]
+    have = set(table.column_names)  # column_names builds a new list on every access
+    cols = [table.column(f.name) if f.name in have else pa.nulls(n, f.type) for f in schema]
     return pa.table(cols, schema=schema.remove_metadata()).cast(schema)
 
 

@@ -66,9 +66,11 @@ class ProfanityCheckScorer:
     languages = frozenset({"en"})  # trained on English tweets and Wikipedia comments
 
     def __init__(self) -> None:
-        from profanity_check import predict_prob
+        from profanity_check.profanity_check import model, vectorizer
 
-        self._predict_prob = predict_prob
+        from audit.profanity_linear import LinearProfanity
+
+        self._predict_prob = LinearProfanity(vectorizer, model).predict_prob
         self.record = ModelRecord(
             name="alt-profanity-check",
             source="package",

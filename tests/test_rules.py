@@ -56,6 +56,19 @@ def test_string_conditions_match_the_source_nsfw_tag() -> None:
     assert flags.column("reasons")[0].as_py() == ["source-nsfw"]
 
 
+def test_string_conditions_by_every_operator_and_never_on_a_missing_tag(tmp_path: Path) -> None:
+    tags = ["NSFW", "UNLIKELY", None, "", "NSFW\u00e9", "UNSURE"]
+    cases = {"==": ["k0"], "!=": ["k0", "k3", "k4", "k5"]}  # the loader refuses ordering on strings
+    for op, want in cases.items():
+        cond = f"{{score: source_nsfw, op: '{op}', value: UNLIKELY}}"
+        body = f"  - {{id: r, reason: x, severity: low, all: [{cond}]}}\n"
+        if op == "==":
+            body = body.replace("UNLIKELY", "NSFW")
+        rules = load_rules(str(_rules(tmp_path, body)))
+        flags = apply_rules(_scores(source_nsfw=tags), rules, clip_meaningful=True)
+        assert flags.column("key").to_pylist() == want, op
+
+
 def test_unknown_score_names_rule_and_field(tmp_path: Path) -> None:
     path = _rules(
         tmp_path, "  - {id: r1, reason: x, severity: low, all: [{score: nope, op: '>', value: 1}]}\n"
