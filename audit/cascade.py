@@ -1,12 +1,17 @@
 """Cascade scoring (``cascade:`` in the config, off by default; docs/cascade.md).
 
 The cheap tier (lexicons, PII, profanity-check, hash lists, CLIP similarity, concept probes and the
-CLIP NSFW head, language detection) runs on every row. The expensive tier (hatesonar, Detoxify,
+CLIP NSFW head) runs on every row. The expensive tier (hatesonar, Detoxify,
 open_nsfw and NudeNet on pixels, OCR of the image text and the text scorers on it, and whatever
 ``register_expensive`` adds) runs only on
 
 - candidates: rows where a cheap score reaches a candidate threshold (``cascade.candidate_if``),
 - and a seeded uniform audit sample (``cascade.audit_fraction``, default 1%) of every row.
+
+Caption languages (fastText, ~11 us a caption: as much as the whole cheap tier) are detected on
+the rows the expensive tier runs on and on every row a rule fires on, so every flag is scoped by
+its caption's language as without the cascade; elsewhere no rule fires whatever the language, and
+``caption_language`` stays null.
 
 Rows the expensive tier skipped keep null scores for it and ``cascade_status =
 skipped_by_cascade``, never a clean-looking value. On the audit sample every scorer ran, so for
@@ -123,6 +128,13 @@ class Plan:
             pa.array(status.tolist(), pa.string()),
             pa.array(sample.tolist(), pa.bool_(), mask=~active),
         )
+
+    def widened(self, extra: np.ndarray) -> Plan:
+        """The same plan over its rows and the rows where ``extra`` (a row mask) holds."""
+        if self.rows is None:
+            return self
+        rows = np.flatnonzero(np.isin(np.arange(extra.size), self.rows) | extra)
+        return Plan(rows, self.status, self.sampled)
 
     def run(
         self,

@@ -9,10 +9,13 @@ from collections import Counter, defaultdict
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from audit.cascade import SKIPPED
 from audit.runfolder import RunFolder
 from audit.schemas import LanguageCounts
 
 NO_CAPTION = "none"  # image-only rows: no caption language to count them under
+# a caption the cascade sent to no language detector (no expensive scorer ran and no rule fired)
+NOT_DETECTED = "not-detected"
 _SIDES = {"caption": "caption_language", "ocr": "ocr_language"}
 
 
@@ -47,6 +50,12 @@ def _add_shard(tally: dict[str, _Tally], scores: pa.Table, flags: pa.Table) -> N
     langs = {
         side: pc.fill_null(scores.column(col), NO_CAPTION).combine_chunks() for side, col in _SIDES.items()
     }
+    if "cascade_status" in scores.column_names:
+        undetected = pc.and_(
+            pc.is_null(scores.column("caption_language")), pc.equal(scores.column("cascade_status"), SKIPPED)
+        )
+        undetected = pc.fill_null(pc.and_(undetected, pc.is_null(scores.column("caption_problem"))), False)
+        langs["caption"] = pc.if_else(undetected, NOT_DETECTED, langs["caption"]).combine_chunks()
     has_text = pc.fill_null(pc.greater(pc.utf8_length(scores.column("ocr_text")), 0), False).combine_chunks()
     # the scored row of each flag (flags of quarantined rows have none and are not counted here)
     at = pc.index_in(
@@ -82,7 +91,10 @@ def language_counts(
     for s in shard_ids:
         scores = run.read_parquet(
             run.scores(s),
-            columns=["row_id", "caption_language", "ocr_language", "ocr_text", "not_applicable"],
+            columns=[
+                *("row_id", "caption_language", "ocr_language", "ocr_text", "not_applicable"),
+                *("cascade_status", "caption_problem"),
+            ],
         )
         flags = run.read_parquet(run.part("flags", s), columns=["row_id", "reasons"])
         _add_shard(tally, scores, flags)

@@ -127,7 +127,8 @@ would have raised on skipped rows ({{ s.cascade.interval }}):</p>
 
 <h2 id="sec-languages">Languages</h2>
 <p>Scored rows by caption language (fastText lid.176; <code>und</code>: too short or mixed to tell,
-every scorer ran; <code>none</code>: no caption scored). A scorer outside its languages gives no score on
+every scorer ran; <code>none</code>: no caption scored; <code>not-detected</code>: cascade scoring
+skipped the row and no rule fired on it, so its language was not detected). A scorer outside its languages gives no score on
 a row (null, never a clean value) and is counted under "not applicable".</p>
 <table id="languages"><tr><th>language</th><th>rows</th><th>flagged</th><th>flag reasons</th>
 <th>not applicable (scorer: rows)</th></tr>

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from audit.config import packaged_file, read_yaml, yaml_kind
 from audit.errors import RuleError
-from audit.schemas import FLAGS_SCHEMA, SCORE_COLUMNS, SEVERITIES, SOURCE_SCORE_COLUMNS
+from audit.schemas import FLAGS_SCHEMA, SCORE_COLUMNS, SCORES_SCHEMA, SEVERITIES, SOURCE_SCORE_COLUMNS
 
 Op = Literal[">=", ">", "<=", "<", "==", "!=", "contains"]
 OPS: dict[str, Callable] = {
@@ -212,6 +212,22 @@ KNOWN_BAD_RULE = Rule(
     description="built in: the image matches a known-bad hash list",
     all=(Condition(score="known_bad_match", op="==", value=True),),
 )
+
+
+def any_rule_fires(table: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> np.ndarray:
+    """Rows at least one active rule (or KNOWN_BAD_RULE) fires on, on a table still being scored:
+    a score no stage has produced yet is missing, and a missing score never fires a condition."""
+    skip = skipped_rules(rules, clip_meaningful)
+    active = [r for r in rules.rules if r.id not in skip] + [KNOWN_BAD_RULE]
+    have = set(table.column_names)
+    missing = {c.score for r in active for c in r.conditions if c.score not in have}
+    view = table
+    for name in sorted(missing):
+        view = view.append_column(name, pa.nulls(table.num_rows, SCORES_SCHEMA.field(name).type))
+    fired = np.zeros(table.num_rows, dtype=bool)
+    for rule in active:
+        fired |= rule_mask(view, rule)
+    return fired
 
 
 def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> pa.Table:

@@ -27,7 +27,7 @@ from audit.kernels.dispatch import kernel_backends
 from audit.languages import ScoredColumns, clip_languages
 from audit.model_cache import Models, get_models, limit_threads
 from audit.readers import DEFAULT_BATCH_ROWS, iter_shard
-from audit.rules import apply_rules
+from audit.rules import any_rule_fires, apply_rules
 from audit.runfolder import RunFolder
 from audit.schemas import FLAGS_SCHEMA, QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
 from audit.shards import ShardSpec
@@ -173,9 +173,15 @@ def score_shard_table(
     text_cfg = TextSafetyConfig(batch_size=cfg.text.batch_size)
     costly = [s for s in models.text if is_expensive(s.name)]
     table = score_text_safety(table, text_cfg, scorers=[s for s in models.text if not is_expensive(s.name)])
-    if models.languages is not None:
-        table = detect_caption_languages(table, detector=models.languages)
     plan = Plan.of(table, cfg.cascade)  # every row when the cascade is off
+    if models.languages is not None:
+        # the cascade's rows and the flagged ones: scoping only ever nulls a score, so a row no
+        # rule fires on unscoped fires none scoped either
+        detector = models.languages
+        where = plan
+        if plan.rows is not None:
+            where = plan.widened(any_rule_fires(table, models.rules, clip_meaningful=models.clip.meaningful))
+        table = where.run(table, {}, lambda t, _: detect_caption_languages(t, detector=detector))
     if costly:
         table = plan.run(table, images, lambda t, _: score_text_safety(t, text_cfg, scorers=costly))
     table = scope_caption_scores(table, models)

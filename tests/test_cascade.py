@@ -86,6 +86,29 @@ def test_rows_the_expensive_tier_skipped_say_so_and_hold_no_expensive_score(
     for row, reasons in _flags(tmp_path / "run").items():
         assert reasons <= full[row]
     assert set(flags.column("cascade_status").to_pylist()) <= {"candidate", SKIPPED}
+    # caption languages: detected where the expensive tier ran and on every flagged row, as in the
+    # full run; a skipped row no rule fires on is not sent to fastText
+    full_scores = _scores(full_run)
+    full_lang = dict(
+        zip(
+            full_scores.column("row_id").to_pylist(),
+            full_scores.column("caption_language").to_pylist(),
+            strict=True,
+        )
+    )
+    flagged = set(flags.column("row_id").to_pylist())
+    langs = scores.column("caption_language").to_pylist()
+    checked = {"detected": 0, "not": 0}
+    for row, st, lang in zip(scores.column("row_id").to_pylist(), status, langs, strict=True):
+        if st == "candidate" or row in flagged:
+            assert lang == full_lang[row], row
+            checked["detected"] += lang is not None
+        elif st == SKIPPED:
+            assert lang is None, row
+            checked["not"] += full_lang[row] is not None
+    assert checked["detected"] and checked["not"]
+    assert any(row in flagged for row, st in zip(scores.column("row_id").to_pylist(), status, strict=True)
+               if st == SKIPPED)  # fmt: skip
     assert any("cascade scoring was on" in w for w in summary.warnings)
     assert summary.cascade["sampled_rows"] == 0
     assert summary.cascade["rules"]["hateful-caption"]["miss_rate_ci95"] == [0.0, 1.0]  # no sample: unknown
@@ -95,6 +118,13 @@ def test_rows_the_expensive_tier_skipped_say_so_and_hold_no_expensive_score(
     html = Path(write_report(str(tmp_path / "run"))[0]).read_text()
     assert "Cascade scoring was on" in html and 'id="cascade-misses"' in html
     assert "<code>hateful-caption</code>" in html and "cascade scoring was on: expensive-tier" in html
+    assert "<code>not-detected</code>" in html
+    problems = scores.column("caption_problem").to_pylist()
+    undetected = sum(
+        st == SKIPPED and lang is None and p is None
+        for st, lang, p in zip(status, langs, problems, strict=True)
+    )
+    assert summary.languages["not-detected"].rows == undetected > 0
     counts = json.loads((tmp_path / "run" / "report" / "counts.json").read_text())
     assert counts["cascade"]["rows"] == summary.cascade["rows"]
 
