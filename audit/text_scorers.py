@@ -113,17 +113,42 @@ class HateSonarScorer:
             weights="package",
             version=_version("hatesonar"),
         )
+        self._linear = _closed_form(DEFAULT_MODEL_FILE)
 
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        texts = list(texts)
+        if self._linear is None:
+            probs = self._graph(texts)
+        else:  # ASCII captions in closed form, the rest through the graph
+            probs, done = self._linear.probabilities(texts)
+            rest = np.flatnonzero(~done)
+            if rest.size:
+                probs[rest] = self._graph([texts[i] for i in rest.tolist()])
+        probs = probs.astype(np.float32)
+        return {"text_hate_prob": probs[:, 0], "text_sonar_offensive_prob": probs[:, 1]}
+
+    def _graph(self, texts: list[str]) -> np.ndarray:
         parts = [np.zeros((0, 3), np.float32)]
         for start in range(0, len(texts), self.chunk):
-            batch = np.asarray(list(texts[start : start + self.chunk]), dtype=object)
+            batch = np.asarray(texts[start : start + self.chunk], dtype=object)
             (probs,) = self._session.run([self._output], {"text": batch})
             if not isinstance(probs, np.ndarray):  # the graph still ends in a ZipMap
                 probs = np.asarray([[p[0], p[1], p[2]] for p in probs], np.float32)
             parts.append(np.asarray(probs, np.float32))
-        probs = np.concatenate(parts)
-        return {"text_hate_prob": probs[:, 0], "text_sonar_offensive_prob": probs[:, 1]}
+        return np.concatenate(parts)
+
+
+def _closed_form(model_file: Path):
+    """hatesonar's graph in closed form (audit.hatesonar_linear), or None for a graph it does not
+    reproduce (then every caption goes through onnxruntime)."""
+    import onnx
+
+    from audit.hatesonar_linear import LinearHateSonar
+
+    try:
+        return LinearHateSonar(onnx.load(str(model_file)))
+    except ValueError:
+        return None
 
 
 def _without_zipmap(model_file: Path) -> tuple[bytes | str, str]:

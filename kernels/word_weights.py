@@ -1,6 +1,7 @@
 """Per-string sums of vocabulary word weights for ASCII strings, read from Arrow buffers: the
-linear part of a bag-of-words model (scikit-learn's ``(?u)\\b\\w\\w+\\b`` tokens, lower-cased)
-without a Python object per string or per word.
+linear part of a bag-of-words model (lower-cased runs of ``[A-Za-z0-9_]`` of at least
+``min_len`` characters: scikit-learn's ``(?u)\\b\\w\\w+\\b`` is ``min_len=2``, an ONNX
+Tokenizer on ``[a-zA-Z0-9_]+`` is ``min_len=1``) without a Python object per string or word.
 
 A word is looked up by its FNV-1a hash in an open-addressing table and then compared byte by byte
 with the vocabulary entry, so a hash collision can never count a word that is not in the
@@ -102,8 +103,8 @@ def _lookup(
 @njit(cache=True)
 def _word_counts(
     text: np.ndarray, str_offsets: np.ndarray, slots: np.ndarray, hashes: np.ndarray,
-    offsets: np.ndarray, data: np.ndarray, weights: np.ndarray, out: np.ndarray, squares: np.ndarray,
-    ascii_ok: np.ndarray,
+    offsets: np.ndarray, data: np.ndarray, weights: np.ndarray, min_len: int, out: np.ndarray,
+    squares: np.ndarray, ascii_ok: np.ndarray,
 ) -> None:  # fmt: skip
     """``out[i, k]`` = sum over string i's distinct vocabulary words j of count_j * weights[j, k];
     ``squares[i]`` = sum of (count_j * weights[j, 0])**2 (column 0 carries the words' scale, e.g.
@@ -133,7 +134,7 @@ def _word_counts(
                     c += 32
                 h = (h ^ np.uint64(c)) * _PRIME
                 q += 1
-            if q - p >= 2:
+            if q - p >= min_len:
                 j = _lookup(text, p, q, h, slots, hashes, offsets, data)
                 if j >= 0:
                     if m == found.shape[0]:
@@ -159,7 +160,7 @@ def _word_counts(
 
 
 def word_weight_sums(
-    values: pa.Array, table: WordTable, weights: np.ndarray
+    values: pa.Array, table: WordTable, weights: np.ndarray, min_len: int = 2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sums (n, K), squared-norm terms (n,), ascii mask (n,)) for ``values``' strings; rows where
     the mask is False hold zeros and must be scored by the Unicode path."""
@@ -174,5 +175,5 @@ def word_weight_sums(
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     w = np.ascontiguousarray(weights, np.float64)
     t = table
-    _word_counts(data, offsets, t.slots, t.hashes, t.offsets, t.data, w, out, squares, ascii_ok)
+    _word_counts(data, offsets, t.slots, t.hashes, t.offsets, t.data, w, min_len, out, squares, ascii_ok)
     return out, squares, ascii_ok
