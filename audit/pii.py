@@ -46,6 +46,8 @@ _NEEDS: dict[str, tuple[bool, bool, int]] = {
     "card_number": (False, False, 13),
 }
 _ALL_KINDS = tuple(PATTERNS)
+# the kinds for each (has "@", has "-", >= 8, >= 9, >= 13, >= 1 digits): 64 keys at most
+_KINDS_BY_KEY: dict[tuple[bool, ...], tuple[str, ...]] = {}
 _DELETE_DIGITS = str.maketrans("", "", "0123456789")
 
 
@@ -78,8 +80,13 @@ def _kinds_possible(text: str) -> tuple[str, ...]:
     if not text.isascii():
         return _ALL_KINDS
     digits = len(text) - len(text.translate(_DELETE_DIGITS))
-    return tuple(kind for kind, (at, dash, least) in _NEEDS.items() if
-                 (not at or "@" in text) and (not dash or "-" in text) and digits >= least)  # fmt: skip
+    key = ("@" in text, "-" in text, digits >= 8, digits >= 9, digits >= 13, digits >= 1)
+    kinds = _KINDS_BY_KEY.get(key)
+    if kinds is None:
+        kinds = tuple(kind for kind, (at, dash, least) in _NEEDS.items() if
+                      (not at or key[0]) and (not dash or key[1]) and digits >= least)  # fmt: skip
+        _KINDS_BY_KEY[key] = kinds
+    return kinds
 
 
 def find_pii(text: str) -> list[str]:
@@ -109,7 +116,8 @@ class PiiScorer:
 
     def score(self, texts: Sequence[str]) -> dict[str, np.ndarray | list]:
         count = np.zeros(len(texts), np.int32)
-        types: list[list[str]] = [[] for _ in range(len(texts))]
+        # one shared empty list for the rows without PII (nothing mutates it): not one per row
+        types: list[list[str]] = [[]] * len(texts)
         search = _MAY_HOLD_PII.search
         for i, text in enumerate(texts):
             if search(text) and (found := find_pii(text)):

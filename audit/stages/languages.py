@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audit.languages import LanguageDetector, applies, scorer_languages
+from audit.languages import UNDETERMINED, LanguageDetector, scorer_languages
 from audit.tables import active_rows, has_usable_caption, set_columns
 
 
@@ -66,14 +66,20 @@ def scope_scores(
     """Nulls each scorer's columns on rows whose language it is not valid for and appends
     ``name_prefix + scorer.name`` to those rows' ``not_applicable``. Rows without a detected
     language (no text scored) are left as they are."""
-    langs = table.column(language_column).to_pylist()
-    na = not_applicable_lists(table)
+    langs = table.column(language_column)
+    na: list[list[str]] | None = None
     columns: dict[str, pa.Array] = {}
     for scorer in scorers:
         valid = scorer_languages(scorer)
-        outside = np.asarray([lang is not None and not applies(valid, lang) for lang in langs], dtype=bool)
+        if valid is None:
+            continue
+        # applies() in Arrow: a detected language that is neither undetermined nor valid
+        inside = pc.is_in(langs, value_set=pa.array(sorted({*valid, UNDETERMINED}), pa.string()))
+        outside = pc.fill_null(pc.invert(inside), False).to_numpy(zero_copy_only=False)
         if not outside.any():
             continue
+        if na is None:
+            na = not_applicable_lists(table)
         for i in np.flatnonzero(outside).tolist():
             na[i].append(name_prefix + scorer.name)  # type: ignore[attr-defined]
         keep = pa.array(~outside)
@@ -81,5 +87,11 @@ def scope_scores(
             name = column_prefix + col
             arr = columns.get(name, table.column(name))
             columns[name] = pc.if_else(keep, arr, pa.scalar(None, arr.type))
+    if na is None:
+        if "not_applicable" in table.column_names:
+            return table
+        offsets = pa.array(np.zeros(table.num_rows + 1, np.int32))
+        empty = pa.ListArray.from_arrays(offsets, pa.array([], pa.string()))
+        return set_columns(table, {"not_applicable": empty})
     columns["not_applicable"] = pa.array(na, pa.list_(pa.string()))
     return set_columns(table, columns)
