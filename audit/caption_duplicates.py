@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from audit.kernels.text_hash import hash_strings, hash_words_ascii
 from audit.neighbours.schemas import DUPLICATES_SCHEMA
 from audit.runfolder import RunFolder
-from audit.tables import has_usable_caption
+from audit.tables import has_usable_caption, single_array
 
 KIND = "caption_text"
 CAPTION_HASH_SCHEMA = pa.schema(
@@ -44,7 +44,7 @@ def caption_hashes(scored: pa.Table) -> pa.Table:
     normalised."""
     usable = scored.select(["row_id", "key", "row_index", "caption", "caption_problem"])
     usable = usable.filter(pa.array(has_usable_caption(usable)))  # a narrow table: filter copies it
-    captions = usable.column("caption").combine_chunks()
+    captions = single_array(usable.column("caption"))
     # ASCII captions (most alt-text) normalised and hashed in one pass over their bytes; the same
     # hash as hash_strings(normalized_captions(...)), which does the others
     hashes, length = hash_words_ascii(captions)

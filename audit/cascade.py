@@ -35,7 +35,7 @@ from audit.config import CascadeSettings
 from audit.images import DecodedImage
 from audit.rules import Condition, Rule, RuleSet, rule_mask
 from audit.schemas import SCORE_COLUMNS
-from audit.tables import active_rows, set_columns
+from audit.tables import active_rows, set_columns, single_array
 
 CANDIDATE, SAMPLED, SKIPPED = "candidate", "audit_sample", "skipped_by_cascade"
 # columns the expensive tier never reads (pixels come as decoded images): not copied for it
@@ -158,11 +158,11 @@ class Plan:
         inside = pa.array(position >= 0)
         columns: dict[str, pa.Array] = {}
         for name in out.column_names:
-            new = out.column(name).combine_chunks().take(take)
+            new = single_array(out.column(name)).take(take)
             if name not in table.column_names:
                 columns[name] = new
             elif not _same_buffers(out.column(name), sub.column(name)):
-                columns[name] = pc.if_else(inside, new, table.column(name).combine_chunks())
+                columns[name] = pc.if_else(inside, new, single_array(table.column(name)))
         return set_columns(table, columns)
 
     def mark(self, table: pa.Table) -> pa.Table:

@@ -93,7 +93,7 @@ class ConceptProbes:
         rows = [self.matrix, *(np.asarray(n, np.float32) for n in negs)]
         return np.ascontiguousarray(np.concatenate(rows), np.float32), with_neg, starts
 
-    def score(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, embeddings: np.ndarray, *, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores (N, K) cosine to each concept, hits (N, K) bool: threshold reached and every
         negative prompt beaten).
 
@@ -102,10 +102,11 @@ class ConceptProbes:
         negative prompts are scored in the same kernel call, as extra concepts."""
         from audit.embedding_store import block_size_for
         from audit.kernels.dispatch import get_kernel
+        from audit.kernels.quantize_memo import quantize_once
 
-        q = get_kernel("quantize_int8", "cpu")(
-            l2_normalize(embeddings), block_size=block_size_for(embeddings.shape[1])
-        )
+        # ``normalized``: the rows are unit vectors already (the CLIP stage's), quantized once
+        rows = embeddings if normalized else l2_normalize(embeddings)
+        q = quantize_once(rows, block_size_for(embeddings.shape[1]), get_kernel("quantize_int8", "cpu"))
         matrix, with_neg, starts = self._scoring_matrix
         found = get_kernel("concept_scores_int8", "cpu")(q, matrix, k=0)
         every = np.asarray(found.scores, np.float32)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from audit.kernels.dispatch import get_kernel
 from audit.kernels.quantize import DEFAULT_BLOCK_SIZE
+from audit.kernels.quantize_memo import quantize_once
 from audit.kernels.storage import from_table, to_table
 from audit.runfolder import RunFolder
 from audit.schemas.embedding_storage import parse_embedding_storage_schema
@@ -43,7 +44,7 @@ def embedding_tables(scored: pa.Table) -> dict[str, pa.Table]:
             continue
         idx, matrix = embedding_matrix(scored.column(column))
         if idx.size:
-            q = quantize(matrix, block_size=block_size_for(matrix.shape[1]))
+            q = quantize_once(matrix, block_size_for(matrix.shape[1]), quantize)
             out[side] = to_table(q, scored.column("row_id").take(pa.array(idx)).combine_chunks())
     return out
 

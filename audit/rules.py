@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from audit.config import packaged_file, read_yaml, yaml_kind
 from audit.errors import RuleError
 from audit.schemas import FLAGS_SCHEMA, SCORE_COLUMNS, SCORES_SCHEMA, SEVERITIES, SOURCE_SCORE_COLUMNS
+from audit.tables import single_array
 
 Op = Literal[">=", ">", "<=", "<", "==", "!=", "contains"]
 OPS: dict[str, Callable] = {
@@ -161,7 +162,7 @@ def _describe(path: Path, data: object, err: ValidationError) -> str:
 def _condition_mask(table: pa.Table, cond: Condition) -> np.ndarray:
     col = table.column(cond.score)
     if cond.op == "contains":  # in Arrow: which rows' lists hold the value, no Python list per row
-        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        arr = single_array(col)
         hit = np.zeros(len(arr), dtype=bool)
         if len(arr) and arr.null_count < len(arr):
             parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)

@@ -24,6 +24,7 @@ from audit.embedding_store import embedding_path, embedding_tables
 from audit.errors import EmbeddingMismatchError
 from audit.jpeg_batch import DecodeCounts
 from audit.kernels.dispatch import kernel_backends
+from audit.kernels.quantize_memo import forget as forget_quantized
 from audit.languages import ScoredColumns, clip_languages
 from audit.model_cache import Models, get_models, limit_threads
 from audit.readers import DEFAULT_BATCH_ROWS, iter_shard
@@ -362,6 +363,7 @@ def audit_shard(
                         )
                     out[f"embeddings-{side}"].add(emb)
                 out["caption_hashes"].add(caption_hashes(scored))  # caption duplicates without a model
+            forget_quantized()  # the batch's codes: no longer needed, not kept alive
         if out["scores"].rows + out["quarantine"].rows != reader.rows:
             raise AssertionError(f"{spec.path}: rows lost in scoring")
         with _timed(seconds, "write"):

@@ -370,3 +370,20 @@ def test_reading_a_large_parquet_shard_holds_a_batch_not_the_shard(tmp_path: Pat
     assert got["rows"] == n and got["sha256"] == _sha256(path)
     shard_mib = path.stat().st_size / 2**20
     assert got["growth_mib"] < shard_mib / 4, f"{got['growth_mib']:.0f} MiB for a {shard_mib:.0f} MiB shard"
+
+
+def test_embedding_checks_name_nan_inf_and_zero_rows_and_keep_huge_finite_ones() -> None:
+    from audit.readers.embeddings import attach_embeddings
+
+    x = np.ones((7, 4), np.float32)
+    x[1, 2], x[2, 0], x[3], x[4, :2] = np.nan, np.inf, 0, (np.inf, -np.inf)
+    x[5] = np.finfo(np.float32).max  # finite: its float32 sum would overflow, a float64 one does not
+    x[6] = -np.finfo(np.float32).tiny  # tiny but not zero
+    base = pa.table(
+        {"quarantine_reason": pa.nulls(7, pa.string()), "quarantine_detail": pa.nulls(7, pa.string())}
+    )
+    t = attach_embeddings(base, {"image_embedding": (x, "a.npy")})
+    bad = "image_embedding holds NaN or inf"
+    assert t.column("quarantine_detail").to_pylist() == [
+        None, bad, bad, "image_embedding is all zeros", bad, None, None
+    ]  # fmt: skip

@@ -17,7 +17,7 @@ from audit.readers.base import ShardReader
 from audit.readers.files import open_input
 from audit.readers.parquet import parquet_batches
 from audit.shards import embedding_header
-from audit.tables import set_columns
+from audit.tables import set_columns, single_array
 
 
 class NpyRows:
@@ -78,8 +78,11 @@ def attach_embeddings(
         m = kept.shape[0]
         finite = np.zeros(n, bool)
         nonzero = np.zeros(n, bool)
-        finite[:m] = np.isfinite(kept).all(axis=1)
-        nonzero[:m] = np.abs(kept).sum(axis=1) > 0
+        # one pass each, no temporary the size of the batch: a float64 row sum of float32 values
+        # cannot overflow, so it is finite exactly when every value is (inf - inf is NaN)
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite[:m] = np.isfinite(kept.sum(axis=1, dtype=np.float64))
+        nonzero[:m] = kept.any(axis=1)
         # the first problem found names the row: earlier reasons are kept
         free = pc.is_null(reasons).to_numpy(zero_copy_only=False)
         cases = (
@@ -104,7 +107,7 @@ def attach_embeddings(
 
 
 def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return single_array(col)
 
 
 def embedding_batches(

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from audit.row_identity import row_ids_for
 from audit.schemas import INGESTED_SCHEMA
 from audit.shards import ShardSpec
+from audit.tables import single_array
 
 
 class SeenKeys:
@@ -139,11 +140,6 @@ def column_as(table: pa.Table, cols: dict[str, str], name: str, typ: pa.DataType
     if name in ("key", "source_hash") or pa.types.is_string(typ):
         col = col.cast(pa.string()) if not pa.types.is_binary(col.type) else col
     return single_array(pc.cast(col, typ, safe=False) if col.type != typ else col)
-
-
-def single_array(col: pa.ChunkedArray) -> pa.Array:
-    """One array without copying where it already is one (combine_chunks copies even then)."""
-    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
 
 
 def normalize(

@@ -13,6 +13,7 @@ from audit.clip_model import ClipModel
 from audit.embedding_store import block_size_for
 from audit.images import DecodedImage
 from audit.kernels.dispatch import get_kernel
+from audit.kernels.quantize_memo import quantize_once
 from audit.kernels.similarity import l2_normalize
 from audit.tables import active_rows, embedding_matrix, has_usable_caption, list_column, scatter, set_columns
 
@@ -37,9 +38,21 @@ def _paired_cosine(a: np.ndarray, b: np.ndarray, device: str) -> np.ndarray:
         import torch
 
         a, b = torch.as_tensor(a, device="cuda"), torch.as_tensor(b, device="cuda")
-    qa, qb = quantize(a, block_size=block), quantize(b, block_size=block)
+    if device == "cuda":
+        qa, qb = quantize(a, block_size=block), quantize(b, block_size=block)
+    else:
+        qa, qb = quantize_once(a, block, quantize), quantize_once(b, block, quantize)
     cos = get_kernel("paired_cosine_int8", device)(qa, qb)
     return np.asarray(cos.cpu().numpy() if hasattr(cos, "cpu") else cos, np.float32)
+
+
+def _rows(matrix: np.ndarray, rows: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The L2-normalised rows of ``matrix`` (holding ``rows``) for ``wanted``, read-only: the
+    stages after this one quantize the same memory once (audit.kernels.quantize_memo)."""
+    same = rows.size == wanted.size and np.array_equal(rows, wanted)  # the common case: no gather
+    out = l2_normalize(matrix if same else matrix[np.searchsorted(rows, wanted)])
+    out.flags.writeable = False
+    return out
 
 
 def _batched(fn: Callable[[Sequence], np.ndarray], items: list, batch_size: int) -> np.ndarray:
@@ -79,8 +92,7 @@ def score_clip_similarity(
     txt_emb = _batched(model.encode_texts, captions, cfg.batch_size)
     pre_i = pre_t = None
     if pre_idx.size:
-        pre_i = l2_normalize(pre_img[np.searchsorted(pre_rows_i, pre_idx)])
-        pre_t = l2_normalize(pre_txt[np.searchsorted(pre_rows_t, pre_idx)])
+        pre_i, pre_t = _rows(pre_img, pre_rows_i, pre_idx), _rows(pre_txt, pre_rows_t, pre_idx)
 
     sim_idx, sims, img_rows, img_vecs, txt_rows, txt_vecs = [], [], [], [], [], []
     if img_idx.size:
@@ -106,16 +118,17 @@ def score_clip_similarity(
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
+    def vectors(parts: list[np.ndarray]) -> np.ndarray | None:
+        # one part (every row precomputed, or every row encoded) is kept as it is, not copied: the
+        # list column then holds the memory the similarity kernel quantized
+        return None if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     return set_columns(
         table,
         {
             "clip_similarity": scatter(n, cat(sim_idx, np.int64), cat(sims, np.float32), pa.float32()),
-            "image_embedding": list_column(
-                n, cat(img_rows, np.int64), np.concatenate(img_vecs) if img_vecs else None
-            ),
-            "text_embedding": list_column(
-                n, cat(txt_rows, np.int64), np.concatenate(txt_vecs) if txt_vecs else None
-            ),
+            "image_embedding": list_column(n, cat(img_rows, np.int64), vectors(img_vecs)),
+            "text_embedding": list_column(n, cat(txt_rows, np.int64), vectors(txt_vecs)),
         },
     )
 

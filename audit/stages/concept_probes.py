@@ -24,7 +24,7 @@ def score_concepts(table: pa.Table, *, probes: ConceptProbes) -> pa.Table:
             "identity_top": pa.nulls(n, pa.string()),
         }
         return set_columns(table, columns)
-    scores, hits = probes.score(emb)
+    scores, hits = probes.score(emb, normalized=True)  # the CLIP stage's unit vectors
     hit_lists, identity_top = probes.describe_arrays(scores, hits)
     k = scores.shape[1]
     keys = pa.array(probes.ids, pa.string()).take(pa.array(np.tile(np.arange(k, dtype=np.int32), idx.size)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audit.tables import set_columns
+from audit.tables import set_columns, single_array
 
 OUTPUT_COLUMNS = ("clip_below_028", "clip_below_030", "clip_similarity_delta")
 LAION_THRESHOLDS = {"clip_below_028": 0.28, "clip_below_030": 0.30}
@@ -19,6 +19,4 @@ def analyse_similarity(table: pa.Table) -> pa.Table:
     columns["clip_similarity_delta"] = pc.subtract(
         sim, pc.cast(table.column("source_similarity"), pa.float32())
     )
-    return set_columns(
-        table, {k: v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for k, v in columns.items()}
-    )
+    return set_columns(table, {k: single_array(v) for k, v in columns.items()})
