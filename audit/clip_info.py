@@ -203,6 +203,11 @@ def _load(path: Path, bank: ConceptBank | None) -> tuple[ClipInfo, ConceptProbes
         return None
 
 
+def probes_cached(settings: ClipSettings, device: str, offline: bool, bank: ConceptBank | None) -> bool:
+    """Whether ``load_probes`` would read the cache (and so build no CLIP model)."""
+    return _cache_path(cache_key(settings, device, offline, bank)).is_file()
+
+
 def load_probes(clip: LazyClip, bank: ConceptBank | None) -> ConceptProbes | None:
     """The bank embedded by ``clip`` (and ``clip.info``), from the cache or built and cached."""
     path = _cache_path(cache_key(clip.settings, clip.device, clip.offline, bank))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 
-from audit.clip_info import LazyClip, load_probes
+from audit.clip_info import LazyClip, load_probes, probes_cached
 from audit.concepts import ConceptProbes, load_concept_bank
 from audit.config import AuditConfig
 from audit.devices import resolve_device
@@ -109,6 +109,13 @@ class Models:
         for name, sha in self.known_bad.sha256.items():
             out[f"known_bad:{name}"] = ModelRecord(name=name, source="hash list", weights="file", sha256=sha)
         return out
+
+
+def models_cached(cfg: AuditConfig) -> bool:
+    """Whether this worker would build its models from the on-disk cache only (the prompt bank's
+    embeddings are there): then every worker may warm up at once, none encodes the bank."""
+    bank = load_concept_bank(cfg.clip.concepts) if cfg.clip.concepts else None
+    return bank is None or probes_cached(cfg.clip, resolve_device(cfg.device), cfg.offline, bank)
 
 
 @functools.lru_cache(maxsize=2)

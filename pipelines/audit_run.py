@@ -36,6 +36,7 @@ from audit.errors import (
     ShardsFailedError,
 )
 from audit.finalize import finalize_run, now, write_manifest
+from audit.model_cache import models_cached
 from audit.pipelines.neighbours_run import merge_neighbours, neighbours_pending, run_neighbours
 from audit.rules import load_rules
 from audit.runfolder import RunFolder, check_output_folder
@@ -301,9 +302,17 @@ def _run_tasks(
     # One worker builds the models first: on a cold cache it embeds the prompt bank once and caches
     # it (audit.clip_info), so the other workers load it instead of each encoding it; a model that
     # cannot load stops the run here, before any shard starts.
-    warm = client.submit(warm_models, cfg, key=f"warm-models-{cfg.scoring_hash()}", pure=False)
+    # With the bank already cached (any run after the first), every worker warms up at once.
+    warm = [client.submit(warm_models, cfg, key=f"warm-models-{cfg.scoring_hash()}", pure=False)]
+    if client.submit(models_cached, cfg, key=f"models-cached-{cfg.scoring_hash()}", pure=False).result():
+        warm = [
+            client.submit(warm_models, cfg, key=f"warm-models-{cfg.scoring_hash()}-{i}", pure=False,
+                          workers=[address], allow_other_workers=False)
+            for i, address in enumerate(client.scheduler_info()["workers"])
+        ]  # fmt: skip
     try:
-        warm.result()
+        for w in warm:
+            w.result()
     except RUN_FATAL as e:
         raise type(e)(str(e)) from None
     # pure=False: a rerun must execute again, never reuse a result cached under the same key

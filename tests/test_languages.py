@@ -89,6 +89,15 @@ def test_scores_outside_a_scorers_languages_are_null_and_named_not_applicable() 
     assert out["lexicon_slur_hits"][:3] == [0, 1, None] and out["lexicon_terms"][2] is None
 
 
+def test_a_row_without_a_detected_language_keeps_its_scores() -> None:
+    scorer = ProfanityCheckScorer()
+    values = scorer.score(["what a dumb bitch", "what a dumb bitch"])["text_offensive_prob"]
+    table = pa.table({"caption_language": pa.array([None, "de"], pa.string()), "text_offensive_prob": values})
+    out = scope_scores(table, [scorer], language_column="caption_language").to_pydict()
+    assert out["not_applicable"] == [[], ["profanity_check"]]
+    assert out["text_offensive_prob"][0] is not None and out["text_offensive_prob"][1] is None
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_each_lexicon_file_names_its_language_source_and_licence(lang: str) -> None:
     for category in ("slur", "sexual", "violence"):

@@ -74,8 +74,9 @@ def scope_scores(
         if valid is None:
             continue
         # applies() in Arrow: a detected language that is neither undetermined nor valid
+        # (is_in gives False, not null, for a null language: such a row is never outside)
         inside = pc.is_in(langs, value_set=pa.array(sorted({*valid, UNDETERMINED}), pa.string()))
-        outside = pc.fill_null(pc.invert(inside), False).to_numpy(zero_copy_only=False)
+        outside = pc.and_(pc.is_valid(langs), pc.invert(inside)).to_numpy(zero_copy_only=False)
         if not outside.any():
             continue
         if na is None:
