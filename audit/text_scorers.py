@@ -66,11 +66,9 @@ class ProfanityCheckScorer:
     languages = frozenset({"en"})  # trained on English tweets and Wikipedia comments
 
     def __init__(self) -> None:
-        from profanity_check.profanity_check import model, vectorizer
+        from audit.profanity_linear import LinearProfanity, package_weights
 
-        from audit.profanity_linear import LinearProfanity
-
-        self._predict_prob = LinearProfanity(vectorizer, model).predict_prob
+        self._predict_prob = LinearProfanity(package_weights()).predict_prob
         self.record = ModelRecord(
             name="alt-profanity-check",
             source="package",

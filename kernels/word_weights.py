@@ -45,13 +45,6 @@ class WordTable:
         return cls(slots, hashes, offsets, data)
 
 
-def ascii_words(vocabulary: dict[str, int]) -> tuple[list[str], np.ndarray]:
-    """(the vocabulary's ASCII words, their column indices): a word with another character can
-    only match a non-ASCII string, which the Unicode path scores."""
-    words = [w for w in vocabulary if w.isascii()]
-    return words, np.asarray([vocabulary[w] for w in words], np.int64)
-
-
 @njit(cache=True)
 def _hash_words(data: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
     for i in range(out.shape[0]):

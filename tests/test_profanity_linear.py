@@ -35,7 +35,7 @@ NASTY = [
 
 
 def test_closed_form_matches_library_on_nasty_captions() -> None:
-    fast = LinearProfanity(vectorizer, model)
+    fast = LinearProfanity.from_model(vectorizer, model)
     np.testing.assert_allclose(fast.predict_prob(NASTY), predict_prob(NASTY), rtol=0, atol=1e-9)
     # the non-ASCII ones are not all near zero: the Unicode path is compared on real signal
     assert max(predict_prob([t for t in NASTY if not t.isascii()])) > 0.5
@@ -55,7 +55,7 @@ def test_closed_form_matches_library_on_vocabulary_soup() -> None:
             parts.append(w.upper() if style == 0 else w.title() if style == 1 else w)
             parts.append(str(rng.choice(seps)))
         texts.append("".join(parts))
-    fast = LinearProfanity(vectorizer, model)
+    fast = LinearProfanity.from_model(vectorizer, model)
     np.testing.assert_allclose(fast.predict_prob(texts), predict_prob(texts), rtol=0, atol=1e-9)
     sums, squares, ascii_ok = word_weight_sums(pa.array(texts), fast._table, fast._weights)
     assert ascii_ok.all()
@@ -68,7 +68,7 @@ def test_closed_form_matches_library_on_vocabulary_soup() -> None:
 
 
 def test_empty_batch() -> None:
-    fast = LinearProfanity(vectorizer, model)
+    fast = LinearProfanity.from_model(vectorizer, model)
     assert fast.predict_prob([]).shape == (0,)
 
 
@@ -78,4 +78,23 @@ def test_refuses_a_vectoriser_it_does_not_reproduce() -> None:
     other = copy.deepcopy(vectorizer)
     other.set_params(sublinear_tf=True)
     with pytest.raises(ValueError, match="vectoriser"):
-        LinearProfanity(other, model)
+        LinearProfanity.from_model(other, model)
+
+
+def test_package_weights_are_cached_and_a_broken_cache_entry_is_rebuilt(tmp_path, monkeypatch) -> None:
+    from audit.profanity_linear import ProfanityWeights, package_weights
+
+    monkeypatch.setenv("MMAUDIT_CACHE_DIR", str(tmp_path))
+    first = package_weights()
+    (entry,) = (tmp_path / "profanity").glob("*.npz")
+    again = ProfanityWeights.load(entry)
+    want = ProfanityWeights.of_model(vectorizer, model)
+    for got in (first, again):
+        assert got.words == want.words
+        np.testing.assert_array_equal(got.weights, want.weights)
+        np.testing.assert_array_equal(got.intercept, want.intercept)
+    entry.write_bytes(b"not an npz")
+    rebuilt = package_weights()
+    assert rebuilt.words == want.words and ProfanityWeights.load(entry).words == want.words
+    texts = ["fuck you", "café idiot", "lovely day"]
+    np.testing.assert_allclose(LinearProfanity(rebuilt).predict_prob(texts), predict_prob(texts), atol=1e-9)
