@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Iterator
 from importlib import metadata
@@ -176,9 +177,14 @@ def finalize_run(
     created_at: str,
     scheduler: str,
     timings: dict[str, float],
+    started: float | None = None,
     energy: dict[str, object] | None = None,
     neighbours: dict[str, int] | None = None,
 ) -> Summary:
+    """Merge the shards' outputs and write summary.json and the manifest. ``timings`` gets this
+    step's own seconds as ``finalize`` and, with ``started`` (the run's ``perf_counter`` start),
+    ``total``, measured when the manifest is written."""
+    t_finalize = time.perf_counter()
     done = [r for r in records if r.status == "done"]
     done_ids = [r.shard_id for r in done]
     flag_rows, flags_by_reason, flags_by_severity = _write_flags(run, done_ids)
@@ -243,6 +249,10 @@ def finalize_run(
     if written != summary.rows_in:
         raise AssertionError(f"run folder holds {written} rows for {summary.rows_in} rows in")
     run.write_json(run.summary, summary)
+    now_s = time.perf_counter()
+    timings = {**timings, "finalize": round(now_s - t_finalize, 3)}
+    if started is not None:
+        timings["total"] = round(now_s - started, 3)
     write_manifest(
         run,
         cfg,

@@ -262,14 +262,12 @@ def _audit(
             else:
                 neighbour_counts = merge_neighbours(run, [r for r in current if r.status == "done"])
             timings["neighbours"] = round(time.perf_counter() - t3, 3)
-    t2 = time.perf_counter()
     ordered = [records[s.shard_id] for s in specs]
     with _progress(console) as progress:
         task = progress.add_task("finalize", total=1, unit="merge", rate="")
         summary = finalize_run(
             run, cfg, ordered, created_at=created_at, scheduler=scheduler,
-            timings={**timings, "finalize": round(time.perf_counter() - t2, 3),
-                     "total": round(time.perf_counter() - t0, 3)},
+            timings=timings, started=t0,  # finalize_run adds its own seconds and the total
             energy=meter.finish(used_gpu=any(r.device == "cuda" for r in ordered),
                                 external_workers=bool(cfg.dask.scheduler)),
             neighbours=neighbour_counts,

@@ -82,3 +82,7 @@ def test_caption_duplicates_come_from_normalised_text_without_a_model(
     assert {d["representative_row_id"] for d in dups} == {"part-00000:0", "part-00000:2"}
     assert summary.neighbours["duplicate_rows_caption_text"] == 4
     assert summary.neighbours["duplicate_groups_caption_text"] == 2
+    # the manifest times the merge itself (it once recorded the moment before it started)
+    timings = json.loads((out / "manifest.json").read_text())["timings"]
+    assert timings["finalize"] >= 0.01  # DuckDB groups the caption hashes: never a millisecond
+    assert timings["total"] >= timings["validate"] + timings["shards"] + timings["finalize"]
