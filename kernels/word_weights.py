@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-_OFFSET = np.uint64(0xCBF29CE484222325)
-_PRIME = np.uint64(0x100000001B3)
+from audit.kernels.text_hash import _OFFSET, _PRIME, hash_strings  # one FNV-1a, looked up inline
+
 
 
 @dataclass(frozen=True)
@@ -37,21 +37,11 @@ class WordTable:
         offsets = np.zeros(len(encoded) + 1, np.int64)
         offsets[1:] = np.cumsum([len(b) for b in encoded])
         data = np.frombuffer(b"".join(encoded), np.uint8).copy()
-        hashes = np.empty(len(encoded), np.uint64)
-        _hash_words(data, offsets, hashes)
+        hashes = hash_strings(pa.array(words, pa.string()))  # FNV-1a of each word's bytes
         size = 1 << max(4, int(2 * len(encoded) - 1).bit_length())  # load factor <= 1/2
         slots = np.full(size, -1, np.int64)
         _fill(slots, hashes)
         return cls(slots, hashes, offsets, data)
-
-
-@njit(cache=True)
-def _hash_words(data: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
-    for i in range(out.shape[0]):
-        h = _OFFSET
-        for j in range(offsets[i], offsets[i + 1]):
-            h = (h ^ np.uint64(data[j])) * _PRIME
-        out[i] = h
 
 
 @njit(cache=True)
