@@ -20,7 +20,6 @@ from numba import njit
 from audit.kernels.text_hash import _OFFSET, _PRIME, hash_strings  # one FNV-1a, looked up inline
 
 
-
 @dataclass(frozen=True)
 class WordTable:
     """A vocabulary as an open-addressing hash table: ``slots[h & mask]`` holds a word index or -1;
