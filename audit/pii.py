@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from audit.schemas import ModelRecord
 
@@ -118,8 +120,34 @@ class PiiScorer:
         count = np.zeros(len(texts), np.int32)
         # one shared empty list for the rows without PII (nothing mutates it): not one per row
         types: list[list[str]] = [[]] * len(texts)
-        search = _MAY_HOLD_PII.search
-        for i, text in enumerate(texts):
-            if search(text) and (found := find_pii(text)):
+        for i in _may_hold_pii(texts).tolist():
+            if found := find_pii(texts[i]):
                 count[i], types[i] = len(found), sorted(set(found))
         return {"pii_count": count, "pii_types": types}
+
+
+# What every pattern's match contains, for ASCII text, in RE2 (linear time by construction, run
+# by Arrow over the whole batch): an "@"; a digit or ")" then a separator and three digits (phone);
+# a digit, spaces and a capitalised word (street address); the ID shape; 13 digits with single
+# separators (card). ``\s`` is spelled out: Python's also matches \v and \x1c-\x1f, RE2's does not.
+_WS = r"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+_PREFILTER = "|".join(
+    (
+        "@",
+        r"[0-9)][\t\n\x0b\x0c\r\x1c-\x1f .-][0-9]{3}",
+        rf"[0-9]{_WS}+[A-Z][a-z]+{_WS}",
+        r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
+        r"(?:[0-9][ -]?){13}",
+    )
+)
+
+
+def _may_hold_pii(texts: Sequence[str]) -> np.ndarray:
+    r"""Indices of the captions a pattern may match: profiled, the per-caption Python around the
+    patterns cost ~3 us on every caption holding a digit (most hold a year or a size). Non-ASCII
+    captions always go to the patterns (Python's ``\d`` and ``\s`` are Unicode-wide there)."""
+    if not len(texts):
+        return np.zeros(0, np.int64)
+    values = pa.array(texts, pa.large_string())
+    maybe = pc.or_(pc.invert(pc.string_is_ascii(values)), pc.match_substring_regex(values, _PREFILTER))
+    return np.flatnonzero(pc.fill_null(maybe, False).to_numpy(zero_copy_only=False))

@@ -1,5 +1,5 @@
-"""The per-pattern guards (an "@", a "-", enough digits) never hide a match: find_pii with them
-equals every pattern run on every caption."""
+"""The guards (the batch's RE2 prefilter, then an "@", a "-", enough digits per pattern) never
+hide a match: the scorer and find_pii equal every pattern run on every caption."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def _every_pattern(text: str) -> list[str]:
 
 
 PIECES = ["4", "55", "123", "4111", "1111", "(555)", "+1", " ", "-", ".", "@", "a", "x.org", "Main ",
-          "Street", "St", "Oak ", "\n", "\u0663", "\u0664\u0665", "mail", "_", "é"]  # fmt: skip
+          "Street", "St", "Oak ", "\n", "\u0663", "\u0664\u0665", "mail", "_", "é", "\x0b", "\x1c",
+          "\u00a0", "Elm\x0b", ")", "12-34-5678", "4111-1111-1111-1111"]  # fmt: skip
 
 
 def test_guards_change_nothing_on_random_pieces() -> None:
@@ -32,8 +33,10 @@ def test_guards_change_nothing_on_random_pieces() -> None:
         "\u0661\u0662\u0663-\u0664\u0665-\u0666\u0667\u0668\u0669",  # Arabic-Indic digits: \\d matches them
     ]  # fmt: skip
     kinds: set[str] = set()
-    for t in texts:
+    scored = pii.PiiScorer().score(texts)
+    for i, t in enumerate(texts):
         want = _every_pattern(t)
         assert pii.find_pii(t) == want, t
+        assert scored["pii_count"][i] == len(want) and scored["pii_types"][i] == sorted(set(want)), t
         kinds.update(want)
     assert kinds == set(pii.PATTERNS)  # the pieces make every kind of match, not only misses
