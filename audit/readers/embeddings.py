@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.errors import InputFileError
+from audit.kernels.half import float16_to_float32
 from audit.readers.base import ShardReader
 from audit.readers.files import open_input
 from audit.readers.parquet import parquet_batches
@@ -74,7 +75,8 @@ def attach_embeddings(
     columns: dict[str, pa.Array] = {}
     row = np.arange(n)
     for name, (emb, source) in arrays.items():
-        kept = np.asarray(emb[start : start + n], dtype=np.float32)
+        rows = emb[start : start + n]
+        kept = float16_to_float32(rows) if rows.dtype == np.float16 else np.asarray(rows, dtype=np.float32)
         m = kept.shape[0]
         finite = np.zeros(n, bool)
         nonzero = np.zeros(n, bool)
