@@ -8,7 +8,7 @@ open_nsfw and NudeNet on pixels, OCR of the image text and the text scorers on i
 - candidates: rows where a cheap score reaches a candidate threshold (``cascade.candidate_if``),
 - and a seeded uniform audit sample (``cascade.audit_fraction``, default 1%) of every row.
 
-Caption languages (fastText, ~11 us a caption: as much as the whole cheap tier) are detected on
+Caption languages (fastText, ~11 us a caption: more than the whole cheap tier) are detected on
 the rows the expensive tier runs on and on every row a rule fires on, so every flag is scoped by
 its caption's language as without the cascade; elsewhere no rule fires whatever the language, and
 ``caption_language`` stays null.
