@@ -20,24 +20,19 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-# set by main(): this process ends when the command does (not a CliRunner inside another program)
-_OWN_PROCESS = False
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` once the command has finished (its files written and closed
+    by its own context managers, its output printed), without the interpreter's shutdown.
 
-
-def _leave_without_native_teardown() -> None:
-    """End the process now that the command's files are written and its output printed.
-
-    ``mmaudit expand`` died at interpreter shutdown with SIGABRT ("terminate called without an
-    active exception", a C++ std::terminate) in 2 of ~5 CI runs, never in 70 runs here: a native
-    library's thread racing its static destructors (FAISS's and Numba's two OpenMP runtimes,
-    Arrow's pools; not pinned down). Nothing is left to do at that point, so the process leaves
-    without running them."""
-    if not _OWN_PROCESS:
-        return
+    CLI processes were killed by SIGABRT at interpreter shutdown ("terminate called without an
+    active exception", a C++ std::terminate) after printing their result: ``mmaudit expand`` in 2
+    and ``mmaudit evaluate sample`` in 1 of ~6 CI runs, never in 70 runs here. A native library's
+    thread races its static destructors (suspects: FAISS's and Numba's two OpenMP runtimes,
+    Arrow's and DuckDB's thread pools); it was not pinned down. Nothing is left to do by then."""
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()
-    os._exit(0)
+    os._exit(code)
 
 
 def _fail(err: AuditError) -> None:
@@ -268,7 +263,6 @@ def expand(
                       highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     n_seeds = len(set(row_ids)) - len(missing)
     print(f"{table.num_rows} near-flagged items from {n_seeds} seeds: {run}/near_flagged.parquet")
-    _leave_without_native_teardown()
 
 
 def _seed_keys(path: Path) -> list[str]:
@@ -467,12 +461,16 @@ def evaluate_report_cmd(
 
 
 def main() -> None:
-    global _OWN_PROCESS
-    _OWN_PROCESS = True
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # the terminal shows warnings; RUN/logs has the rest
         handler.setLevel(logging.WARNING)
-    app()
+    try:
+        app()  # click ends every command, finished or failed, with SystemExit
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int | None):
+            print(e.code, file=sys.stderr)  # what SystemExit would have printed
+        _exit_now(code)
 
 
 if __name__ == "__main__":
