@@ -214,6 +214,9 @@ def test_browser_fetches_nothing_for_hostile_strings(
     look()
     page.get_by_role("button", name="Previous").click()  # back to the decided row: note and reviewer
     settle(page)
+    # its history is drawn after the row (on a loaded machine, after settle returns): wait for the
+    # note as text; shown as Markdown it would never appear, and the wait fails
+    page.get_by_text(hostile.strings["note"]).first.wait_for(timeout=30_000)
     look()
     page.screenshot(path=str(tmp_path / "dashboard-hostile.png"), full_page=True)
     for title in ("Gallery", "Clusters", "More like this", "Quarantine", "Overview"):
