@@ -133,8 +133,9 @@ class Plan:
         """The same plan over its rows and the rows where ``extra`` (a row mask) holds."""
         if self.rows is None:
             return self
-        rows = np.flatnonzero(np.isin(np.arange(extra.size), self.rows) | extra)
-        return Plan(rows, self.status, self.sampled)
+        mask = np.array(extra, dtype=bool)
+        mask[self.rows] = True
+        return Plan(np.flatnonzero(mask), self.status, self.sampled)
 
     def run(
         self,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from audit.kernels.word_weights import WordTable, word_weight_sums
+from audit.kernels.word_weights import WordTable, l2_scaled, word_weight_sums
 
 _NODES = (
     "Reshape", "StringNormalizer", "Tokenizer", "Flatten", "TfIdfVectorizer", "Mul", "Normalizer",
@@ -74,10 +74,7 @@ class LinearHateSonar:
         sums, squares, ascii_ok = word_weight_sums(
             pa.array(texts, pa.large_string()), self._table, self._weights, min_len=1
         )
-        norm = np.sqrt(squares)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scaled = np.where(norm[:, None] > 0, sums[:, 1:] / norm[:, None], 0.0)
-        z = scaled + self._intercept
+        z = l2_scaled(sums, squares) + self._intercept
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True), ascii_ok

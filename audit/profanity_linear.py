@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from audit.cache_dir import user_cache_dir
-from audit.kernels.word_weights import WordTable, word_weight_sums
+from audit.kernels.word_weights import WordTable, l2_scaled, word_weight_sums
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,7 @@ class LinearProfanity:
         sums, squares, ascii_ok = word_weight_sums(values, self._table, self._weights)
         for i in np.flatnonzero(~ascii_ok).tolist():
             sums[i], squares[i] = self._unicode_sums(texts[i])
-        norm = np.sqrt(squares)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scaled = np.where(norm[:, None] > 0, sums[:, 1:] / norm[:, None], 0.0)
-        decision = scaled + self._intercept
+        decision = l2_scaled(sums, squares) + self._intercept
         out[:] = (1.0 / (1.0 + np.exp(self._a * decision + self._b))).mean(axis=1)
         return out
 

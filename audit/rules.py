@@ -215,11 +215,15 @@ KNOWN_BAD_RULE = Rule(
 )
 
 
+def _active_rules(rules: RuleSet, clip_meaningful: bool) -> list[Rule]:
+    skip = skipped_rules(rules, clip_meaningful)
+    return [r for r in rules.rules if r.id not in skip] + [KNOWN_BAD_RULE]
+
+
 def any_rule_fires(table: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> np.ndarray:
     """Rows at least one active rule (or KNOWN_BAD_RULE) fires on, on a table still being scored:
     a score no stage has produced yet is missing, and a missing score never fires a condition."""
-    skip = skipped_rules(rules, clip_meaningful)
-    active = [r for r in rules.rules if r.id not in skip] + [KNOWN_BAD_RULE]
+    active = _active_rules(rules, clip_meaningful)
     have = set(table.column_names)
     missing = {c.score for r in active for c in r.conditions if c.score not in have}
     view = table
@@ -233,8 +237,7 @@ def any_rule_fires(table: pa.Table, rules: RuleSet, *, clip_meaningful: bool) ->
 
 def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> pa.Table:
     """One FLAGS_SCHEMA row per row that at least one rule fires on (plus KNOWN_BAD_RULE)."""
-    skip = skipped_rules(rules, clip_meaningful)
-    active = [r for r in rules.rules if r.id not in skip] + [KNOWN_BAD_RULE]
+    active = _active_rules(rules, clip_meaningful)
     masks = {r.id: rule_mask(scores, r) for r in active}
     any_fired = np.zeros(scores.num_rows, dtype=bool)
     for m in masks.values():

@@ -159,3 +159,11 @@ def word_weight_sums(
     t = table
     _word_counts(data, offsets, t.slots, t.hashes, t.offsets, t.data, w, min_len, out, squares, ascii_ok)
     return out, squares, ascii_ok
+
+
+def l2_scaled(sums: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """``sums[:, 1:]`` divided by each row's l2 norm ``sqrt(squares)`` (0 for a row with no word),
+    as an l2-normalised tf-idf vector dotted with each class's weights."""
+    norm = np.sqrt(squares)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, sums[:, 1:] / norm, 0.0)

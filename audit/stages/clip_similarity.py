@@ -38,10 +38,7 @@ def _paired_cosine(a: np.ndarray, b: np.ndarray, device: str) -> np.ndarray:
         import torch
 
         a, b = torch.as_tensor(a, device="cuda"), torch.as_tensor(b, device="cuda")
-    if device == "cuda":
-        qa, qb = quantize(a, block_size=block), quantize(b, block_size=block)
-    else:
-        qa, qb = quantize_once(a, block, quantize), quantize_once(b, block, quantize)
+    qa, qb = quantize_once(a, block, quantize), quantize_once(b, block, quantize)  # tensors: no memo
     cos = get_kernel("paired_cosine_int8", device)(qa, qb)
     return np.asarray(cos.cpu().numpy() if hasattr(cos, "cpu") else cos, np.float32)
 
