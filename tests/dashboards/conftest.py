@@ -194,6 +194,11 @@ def chromium() -> Iterator[object]:
 def settle(page) -> None:
     """Wait for the script run a widget change starts, and for what it loads."""
     page.wait_for_timeout(400)  # the rerun starts a moment after the widget changes
+    # the app's own record of its script run: the status widget is absent before a first run has
+    # started too, so on a loaded machine a page could be read before its first run had finished
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', state="attached", timeout=60_000
+    )
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=60_000)
     page.wait_for_load_state("networkidle", timeout=60_000)
 

@@ -45,7 +45,8 @@ def test_a_reviewer_clicks_through_every_page(
     page.get_by_role("heading", name="Overview").wait_for(timeout=60_000)
     browser.wait_drawn(page)
     shots = [_shot(page, tmp_path, "overview")]
-    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 4
+    charts = "document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]').length"
+    page.wait_for_function(f"() => {charts} >= 4", timeout=60_000)  # fails the test if they never come
     assert f"run: {run.name}" in page.inner_text("body")
 
     browser.open_page(page, "Queue")
