@@ -4,6 +4,7 @@ rename, the shard record last). Runs inside a worker; memory follows the batch, 
 from __future__ import annotations
 
 import contextlib
+import gc
 import posixpath
 import socket
 import time
@@ -48,9 +49,36 @@ from audit.tables import conform
 # a shard's writers buffer ~16 MB at most.
 OUTPUT_ROW_GROUP_ROWS = 16_384
 # zstd at its fastest level; the wide score table's columns are mostly null or low-cardinality,
-# which dictionary and RLE encoding already shrink. Per-page statistics are not written: nothing
-# prunes row groups of these files by value.
+# which dictionary and RLE encoding already shrink. Statistics stay: lookups by row_id (a pair's
+# detail, the evaluation queue) skip row groups by them.
 WRITER_OPTIONS: dict[str, object] = {"compression": "zstd", "compression_level": 1}
+
+
+def dictionary_columns(schema: pa.Schema, per_row: set[str]) -> list[str]:
+    """The Parquet leaf paths of ``schema``'s string values, but for the columns in ``per_row``
+    (an id, a caption, a URL: nearly every value differs, so a dictionary is built and dropped)."""
+    leaves = []
+    for f in schema:
+        if f.name in per_row:
+            continue
+        if pa.types.is_string(f.type):
+            leaves.append(f.name)
+        elif pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type):
+            leaves.append(f"{f.name}.list.element")
+        elif pa.types.is_map(f.type) and pa.types.is_string(f.type.key_type):
+            leaves.append(f"{f.name}.key_value.key")
+    return leaves
+
+
+# the scores table's dictionaries on its few-valued strings only: numbers and per-row strings were
+# dictionary-encoded, then dropped for plain encoding page by page (measured: 30% of writing it,
+# and the file comes out smaller without them)
+SCORES_WRITER_OPTIONS: dict[str, object] = {
+    "use_dictionary": dictionary_columns(
+        SCORES_SCHEMA,
+        {"row_id", "key", "url", "caption", "sha256", "fetch_error", "image_phash", "image_pdq", "ocr_text"},
+    )
+}
 # block-int8 codes are near-random bytes: dictionaries and statistics buy nothing there, and zstd
 # shrinks them 13% at a fifth of snappy's speed (measured: 0.78M vs 3.4M rows/s at 512-d)
 EMBEDDING_WRITER_OPTIONS: dict[str, object] = {
@@ -275,7 +303,9 @@ def _sinks(run: RunFolder, shard_id: str, flush_rows: int) -> Iterator[dict[str,
     """The shard's output files; all renamed into place on success, temp files removed on error."""
     sinks: dict[str, _ParquetSink] = {}
     try:
-        sinks["scores"] = _ParquetSink(run, run.scores(shard_id), SCORES_SCHEMA, flush_rows)
+        sinks["scores"] = _ParquetSink(
+            run, run.scores(shard_id), SCORES_SCHEMA, flush_rows, **SCORES_WRITER_OPTIONS
+        )
         sinks["flags"] = _ParquetSink(run, run.part("flags", shard_id), FLAGS_SCHEMA, flush_rows)
         sinks["quarantine"] = _ParquetSink(
             run, run.part("quarantine", shard_id), QUARANTINE_SCHEMA, flush_rows
@@ -306,7 +336,23 @@ def warm_models(cfg: AuditConfig) -> float:
     t0 = time.perf_counter()
     limit_threads(cfg.dask.threads_per_worker)
     get_models(cfg)
+    _freeze_long_lived()
     return time.perf_counter() - t0
+
+
+_frozen = False
+
+
+def _freeze_long_lived() -> None:
+    """Once per process, once its models are built: what exists then (models, imported modules,
+    Dask's own state) lives as long as the worker, so it leaves the cyclic collector's generations
+    and its full collections walk the batches' objects only (measured: ~1 µs less per row on the
+    bench corpus)."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
 
 
 def audit_shard(
@@ -320,6 +366,7 @@ def audit_shard(
     limit_threads(cfg.dask.threads_per_worker)
     with _timed(seconds, "load_models"):
         models = get_models(cfg)
+        _freeze_long_lived()
     reader = iter_shard(spec, clip_model=models.clip.architecture, batch_rows=batch_rows)
     checked = False
     decode_counts = DecodeCounts()

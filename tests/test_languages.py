@@ -98,6 +98,50 @@ def test_a_row_without_a_detected_language_keeps_its_scores() -> None:
     assert out["text_offensive_prob"][0] is not None and out["text_offensive_prob"][1] is None
 
 
+def test_not_applicable_lists_keep_earlier_entries_and_append_in_scorer_order() -> None:
+    """Built from offsets, not per-row lists: checked against the plain per-row rule on random rows,
+    with lists from an earlier scoping (OCR), a null list and rows no scorer is outside."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Scorer:
+        name: str
+        languages: frozenset[str]
+        columns: tuple[str, ...]
+
+    scorers = [
+        Scorer("a", frozenset({"en"}), ("score_a",)),
+        Scorer("b", frozenset({"en", "de"}), ("score_b",)),
+        Scorer("c", frozenset({"ru"}), ("score_c",)),
+    ]
+    rng = np.random.default_rng(11)
+    n = 500
+    langs = rng.choice(np.array(["en", "de", "ru", "fr", UNDETERMINED, "null"], dtype=object), n)
+    langs = [None if v == "null" else str(v) for v in langs]
+    earlier = [None if i % 97 == 0 else [f"ocr:{j}" for j in range(i % 3)] for i in range(n)]
+    table = pa.table(
+        {
+            "caption_language": pa.array(langs, pa.string()),
+            "not_applicable": pa.array(earlier, pa.list_(pa.string())),
+            **{s.columns[0]: pa.array(rng.random(n)) for s in scorers},
+        }
+    )
+    out = scope_scores(table, scorers, language_column="caption_language").to_pydict()
+    for i in range(n):
+        outside = [s.name for s in scorers if not applies(s.languages, langs[i])]
+        assert out["not_applicable"][i] == (earlier[i] or []) + outside, i
+        for s in scorers:
+            assert (out[s.columns[0]][i] is None) == (s.name in outside)
+    # nothing outside: the earlier lists stay as they were
+    english = table.set_column(0, "caption_language", pa.array(["en"] * n))
+    assert (
+        scope_scores(english, scorers[:2], language_column="caption_language")
+        .column("not_applicable")
+        .to_pylist()
+        == earlier
+    )
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_each_lexicon_file_names_its_language_source_and_licence(lang: str) -> None:
     for category in ("slur", "sexual", "violence"):

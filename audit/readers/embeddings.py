@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.errors import InputFileError
-from audit.kernels.half import float16_to_float32
+from audit.kernels.embedding_rows import checked_rows
 from audit.readers.base import ShardReader
 from audit.readers.files import open_input
 from audit.readers.parquet import parquet_batches
@@ -75,16 +75,11 @@ def attach_embeddings(
     columns: dict[str, pa.Array] = {}
     row = np.arange(n)
     for name, (emb, source) in arrays.items():
-        rows = emb[start : start + n]
-        kept = float16_to_float32(rows) if rows.dtype == np.float16 else np.asarray(rows, dtype=np.float32)
+        kept, row_finite, row_nonzero = checked_rows(emb[start : start + n])  # one pass
         m = kept.shape[0]
         finite = np.zeros(n, bool)
         nonzero = np.zeros(n, bool)
-        # one pass each, no temporary the size of the batch: a float64 row sum of float32 values
-        # cannot overflow, so it is finite exactly when every value is (inf - inf is NaN)
-        with np.errstate(invalid="ignore", over="ignore"):
-            finite[:m] = np.isfinite(kept.sum(axis=1, dtype=np.float64))
-        nonzero[:m] = kept.any(axis=1)
+        finite[:m], nonzero[:m] = row_finite, row_nonzero
         # the first problem found names the row: earlier reasons are kept
         free = pc.is_null(reasons).to_numpy(zero_copy_only=False)
         cases = (

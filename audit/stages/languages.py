@@ -67,7 +67,8 @@ def scope_scores(
     ``name_prefix + scorer.name`` to those rows' ``not_applicable``. Rows without a detected
     language (no text scored) are left as they are."""
     langs = table.column(language_column)
-    na: list[list[str]] | None = None
+    names: list[str] = []
+    outside_masks: list[np.ndarray] = []
     columns: dict[str, pa.Array] = {}
     for scorer in scorers:
         valid = scorer_languages(scorer)
@@ -79,20 +80,50 @@ def scope_scores(
         outside = pc.and_(pc.is_valid(langs), pc.invert(inside)).to_numpy(zero_copy_only=False)
         if not outside.any():
             continue
-        if na is None:
-            na = not_applicable_lists(table)
-        for i in np.flatnonzero(outside).tolist():
-            na[i].append(name_prefix + scorer.name)  # type: ignore[attr-defined]
+        names.append(name_prefix + scorer.name)  # type: ignore[attr-defined]
+        outside_masks.append(outside)
         keep = pa.array(~outside)
         for col in scorer.columns:  # type: ignore[attr-defined]
             name = column_prefix + col
             arr = columns.get(name, table.column(name))
             columns[name] = pc.if_else(keep, arr, pa.scalar(None, arr.type))
-    if na is None:
-        if "not_applicable" in table.column_names:
-            return table
-        offsets = pa.array(np.zeros(table.num_rows + 1, np.int32))
-        empty = pa.ListArray.from_arrays(offsets, pa.array([], pa.string()))
-        return set_columns(table, {"not_applicable": empty})
-    columns["not_applicable"] = pa.array(na, pa.list_(pa.string()))
+    if not names and "not_applicable" in table.column_names:
+        return table
+    columns["not_applicable"] = _appended(_not_applicable(table), names, outside_masks)
     return set_columns(table, columns)
+
+
+def _not_applicable(table: pa.Table) -> pa.ListArray:
+    """The table's not_applicable lists so far (empty ones where it has none; nulls as empty)."""
+    n = table.num_rows
+    if "not_applicable" not in table.column_names:
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
+    col = table.column("not_applicable").combine_chunks()
+    if col.null_count:
+        col = pc.if_else(pc.is_null(col), pa.scalar([], col.type), col)
+    return col
+
+
+def _appended(existing: pa.ListArray, names: list[str], outside: list[np.ndarray]) -> pa.ListArray:
+    """``existing`` with ``names[k]`` appended to every row where ``outside[k]``, in ``names`` order
+    (no Python object per row: the lists are built from offsets)."""
+    if not names:
+        return existing
+    n = len(existing)
+    had = pc.list_value_length(existing).to_numpy(zero_copy_only=False).astype(np.int64)
+    mask = np.stack(outside, axis=1)  # (rows, names): row-major order is each row's append order
+    added = mask.sum(axis=1)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(had + added, out=offsets[1:])
+    # where each old value and each appended name lands in the new values
+    old_rows = np.repeat(np.arange(n), had)
+    old_pos = offsets[old_rows] + (np.arange(had.sum()) - np.repeat(np.cumsum(had) - had, had))
+    new_rows, which = np.nonzero(mask)
+    rank = np.cumsum(mask, axis=1)[new_rows, which] - 1  # the name's place among the row's appends
+    new_pos = offsets[new_rows] + had[new_rows] + rank
+    source = pa.concat_arrays([existing.flatten().cast(pa.string()), pa.array(names, pa.string())])
+    take = np.empty(offsets[-1], np.int64)
+    take[old_pos] = np.arange(old_pos.size)
+    take[new_pos] = old_pos.size + which
+    values = source.take(pa.array(take))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
