@@ -48,6 +48,17 @@ def scatter(n: int, idx: np.ndarray, values: np.ndarray, typ: pa.DataType) -> pa
     return pa.array(out, type=typ, mask=mask)
 
 
+def scatter_array(n: int, idx: np.ndarray, values: pa.Array) -> pa.Array:
+    """``scatter`` for an Arrow array of any type (strings, lists): one take, nulls where no value."""
+    at = np.zeros(n, np.int64)
+    at[idx] = np.arange(len(idx))
+    missing = np.ones(n, bool)
+    missing[idx] = False
+    if not len(values):  # nothing to take from: every row is null
+        return pa.nulls(n, values.type)
+    return values.take(pa.array(at, mask=missing))
+
+
 def quarantine(table: pa.Table, reasons: Mapping[int, tuple[str, str]]) -> pa.Table:
     """Mark rows (index -> (reason, detail)) as quarantined, keeping earlier reasons."""
     if not reasons:

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from audit.tables import embedding_matrix, list_column
+from audit.tables import embedding_matrix, list_column, scatter_array
 
 
 def test_embedding_matrix_reads_present_rows_in_order() -> None:
@@ -43,3 +43,13 @@ def test_round_trip_equals_the_python_list_construction() -> None:
     col = pa.array(rows, pa.list_(pa.float32()))
     idx, m = embedding_matrix(col)
     assert list_column(len(rows), idx, m).equals(col)
+
+
+def test_scatter_array_puts_each_value_on_its_row_and_null_elsewhere() -> None:
+    values = pa.array([["a"], [], None, ["b", "c"]], pa.list_(pa.string()))
+    got = scatter_array(7, np.array([5, 0, 3, 6]), values)
+    assert got.type == values.type
+    assert got.to_pylist() == [[], None, None, None, None, ["a"], ["b", "c"]]
+    assert scatter_array(3, np.array([], np.int64), pa.array([], pa.string())).to_pylist() == [None] * 3
+    strings = scatter_array(4, np.array([1, 2]), pa.array(["en", "und"]))
+    assert strings.to_pylist() == [None, "en", "und", None]

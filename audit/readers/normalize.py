@@ -7,12 +7,11 @@ are counted (``SeenKeys``), never dropped.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from audit.kernels.text_hash import hash_strings
 from audit.row_identity import row_ids_for
 from audit.schemas import INGESTED_SCHEMA
 from audit.shards import ShardSpec
@@ -20,20 +19,21 @@ from audit.tables import single_array
 
 
 class SeenKeys:
-    """Keys already seen in a shard, as 8 bytes per key (sorted runs of 64-bit BLAKE2b hashes, merged
-    like a log-structured merge tree), so duplicate detection costs no per-row Python objects.
-    Two distinct keys share a hash with probability ~n²/2⁶⁵ (3e-8 for a million-row shard)."""
+    """Keys already seen in a shard, as 8 bytes per key (sorted runs of 64-bit FNV-1a hashes of the
+    keys' UTF-8 bytes, read from the Arrow buffers, merged like a log-structured merge tree), so
+    duplicate detection costs no per-row Python objects. Two distinct keys share a hash with
+    probability ~n²/2⁶⁵ (3e-8 for a million-row shard); a key crafted to collide can only change the
+    count of repeated keys, never which row is which (rows are named by row_id)."""
 
     def __init__(self) -> None:
         self._runs: list[np.ndarray] = []
         self.repeated = 0  # rows whose key appeared earlier in the shard
 
     @staticmethod
-    def hashes(keys: list[str]) -> np.ndarray:
-        digests = b"".join(hashlib.blake2b(k.encode(), digest_size=8).digest() for k in keys)
-        return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+    def hashes(keys: pa.Array | list[str]) -> np.ndarray:
+        return hash_strings(keys if isinstance(keys, pa.Array) else pa.array(keys, pa.string()))
 
-    def add(self, keys: list[str]) -> np.ndarray:
+    def add(self, keys: pa.Array | list[str]) -> np.ndarray:
         """Record ``keys``; True where a key was seen before (earlier in this batch or shard)."""
         h = self.hashes(keys)
         seen = np.ones(len(h), dtype=bool)
@@ -181,7 +181,7 @@ def normalize(
     else:
         problems = pa.nulls(n, pa.string())
     # repeated keys are counted, never used to pick or drop a row: rows are named by row_id
-    (seen or SeenKeys()).add(keys.to_pylist())
+    (seen or SeenKeys()).add(single_array(keys))
 
     arrays = {
         "row_id": row_ids,

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.languages import UNDETERMINED, LanguageDetector, scorer_languages
-from audit.tables import active_rows, has_usable_caption, set_columns
+from audit.tables import active_rows, has_usable_caption, scatter, scatter_array, set_columns
 
 
 def detect_caption_languages(table: pa.Table, *, detector: LanguageDetector) -> pa.Table:
@@ -35,16 +35,15 @@ def _detect(
     table: pa.Table, detector: LanguageDetector, column: str, idx: np.ndarray, prefix: str
 ) -> pa.Table:
     n = table.num_rows
-    texts = table.column(column).to_pylist()
-    lang: list[str | None] = [None] * n
-    conf: list[float | None] = [None] * n
-    for i, found in zip(idx.tolist(), detector.detect([texts[i] for i in idx.tolist()]), strict=True):
-        lang[i], conf[i] = found.language, found.confidence
+    texts = table.column(column).take(pa.array(idx, pa.int64())).to_pylist() if idx.size else []
+    found = detector.detect(texts)
+    lang = pa.array([d.language for d in found], pa.string())
+    conf = np.fromiter((d.confidence for d in found), np.float32, len(found))
     return set_columns(
         table,
         {
-            f"{prefix}_language": pa.array(lang, pa.string()),
-            f"{prefix}_language_conf": pa.array(conf, pa.float32()),
+            f"{prefix}_language": scatter_array(n, idx, lang),
+            f"{prefix}_language_conf": scatter(n, idx, conf, pa.float32()),
         },
     )
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute
 
 from audit.schemas import SCORE_COLUMNS
-from audit.tables import active_rows, has_usable_caption, scatter, set_columns
+from audit.tables import active_rows, has_usable_caption, scatter, scatter_array, set_columns
 from audit.text_scorers import TextScorer
 
 
@@ -41,11 +41,7 @@ def score_text_safety(table: pa.Table, cfg: TextSafetyConfig, *, scorers: Sequen
 def _column(n: int, idx: np.ndarray, chunks: list, typ: pa.DataType) -> pa.Array:
     """Scatter a scorer's values to their rows; NaN (a class the model lacks) becomes null."""
     if pa.types.is_list(typ):
-        rows: list = [None] * n
-        flat = [v for chunk in chunks for v in chunk]
-        for j, i in enumerate(idx):
-            rows[int(i)] = flat[j]
-        return pa.array(rows, typ)
+        return scatter_array(n, idx, pa.array([v for chunk in chunks for v in chunk], typ))
     values = np.concatenate(chunks) if chunks else np.zeros(0, typ.to_pandas_dtype())
     arr = scatter(n, idx, values.astype(typ.to_pandas_dtype()), typ)
     if pa.types.is_floating(typ) and values.size and np.isnan(values).any():

@@ -57,3 +57,24 @@ def test_hostile_text_never_crashes_a_scorer(scorers) -> None:
 def test_every_scorer_records_its_model_and_version(scorers) -> None:
     assert {s.record.name for s in scorers} == {"alt-profanity-check", "hatesonar"}
     assert all(s.record.version not in (None, "unknown") for s in scorers)
+
+
+def test_list_columns_land_on_their_rows_and_unscored_rows_get_null() -> None:
+    lexicon_and_pii = load_text_scorers(TextSettings(scorers=("lexicon", "pii")))
+    captions = [None, "mail bob@example.com", "a kike and a faggot", "plain text", None, "call 555-867-5309"]
+    quarantined = [None, None, "image_undecodable", None, "caption_missing", None]
+    table = _table(captions, quarantined)
+    problem = pa.array(["caption_missing", None, None, None, "caption_missing", None], pa.string())
+    table = table.set_column(table.schema.get_field_index("caption_problem"), "caption_problem", problem)
+    out = score_text_safety(table, TextSafetyConfig(batch_size=2), scorers=lexicon_and_pii)
+    scored = [1, 3, 5]  # row 0: no caption (an image-only row); rows 2 and 4: quarantined
+    for scorer in lexicon_and_pii:
+        want = scorer.score([captions[i] for i in scored])
+        for name in scorer.columns:
+            got = out.column(name).to_pylist()
+            expected = [None] * len(captions)
+            for j, i in enumerate(scored):
+                v = want[name][j]
+                expected[i] = v.item() if hasattr(v, "item") else v
+            assert got == expected, name
+    assert out.column("pii_types").to_pylist()[1] and out.column("lexicon_terms").to_pylist()[2] is None
