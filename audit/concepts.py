@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from audit.config import packaged_file
+from audit.config import packaged_file, safe_load
 from audit.errors import ConfigError
 from audit.kernels.similarity import l2_normalize
 
@@ -46,7 +45,7 @@ def load_concept_bank(ref: str) -> ConceptBank:
         raise ConfigError(f"clip.concepts: no prompt bank {path}") from None
     try:
         bank = ConceptBank.model_validate(
-            {**yaml.safe_load(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+            {**safe_load(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
         )
     except ValidationError as e:
         first = e.errors()[0]

@@ -316,6 +316,16 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{text}': value is not valid YAML ({_yaml_problem(e)})") from None
 
 
+# libyaml's loader where PyYAML was built with it: the same safe subset of YAML, ~10x faster than
+# the pure-Python one (measured: 2.5 ms vs 16 ms for the default rules, parsed four times a run)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_load(text: str) -> object:
+    """``yaml.safe_load`` through libyaml when available."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader, C or Python
+
+
 def _yaml_problem(err: yaml.YAMLError) -> str:
     """PyYAML's messages span lines (context, a caret drawing); one line of them is enough."""
     problem = getattr(err, "problem", None)
@@ -336,7 +346,7 @@ def read_yaml(path: str | Path, what: str, error: type[AuditError]) -> tuple[str
     except OSError as e:
         raise error(f"{path}: cannot read the {what} file ({e.strerror or type(e).__name__})") from None
     try:
-        return text, yaml.safe_load(text)
+        return text, safe_load(text)
     except yaml.YAMLError as e:
         raise error(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
 
