@@ -250,7 +250,9 @@ def _audit(
         if todo:
             t1 = time.perf_counter()
             log.info("auditing %d shards (%d skipped) on %s", len(todo), len(done), scheduler)
-            records.update(_run_tasks(client(), todo, cfg, run, console))
+            cluster = client()
+            timings["cluster_start"] = round(time.perf_counter() - t1, 3)  # part of "shards"
+            records.update(_run_tasks(cluster, todo, cfg, run, console, timings))
             timings["shards"] = round(time.perf_counter() - t1, 3)
         if cfg.neighbours.enabled:
             t3 = time.perf_counter()
@@ -296,7 +298,12 @@ def batch_rows_for(spec: ShardSpec, cfg: AuditConfig) -> int:
 
 
 def _run_tasks(
-    client: Client, todo: list[ShardSpec], cfg: AuditConfig, run: RunFolder, console: Console
+    client: Client,
+    todo: list[ShardSpec],
+    cfg: AuditConfig,
+    run: RunFolder,
+    console: Console,
+    timings: dict[str, float],
 ) -> dict[str, ShardRecord]:
     # One worker builds the models first: on a cold cache it embeds the prompt bank once and caches
     # it (audit.clip_info), so the other workers load it instead of each encoding it; a model that
@@ -309,11 +316,13 @@ def _run_tasks(
                           workers=[address], allow_other_workers=False)
             for i, address in enumerate(client.scheduler_info()["workers"])
         ]  # fmt: skip
+    t_warm = time.perf_counter()
     try:
         for w in warm:
             w.result()
     except RUN_FATAL as e:
         raise type(e)(str(e)) from None
+    timings["warm_up"] = round(time.perf_counter() - t_warm, 3)  # models on the workers, part of "shards"
     # pure=False: a rerun must execute again, never reuse a result cached under the same key
     futures = {
         client.submit(audit_shard, spec, cfg, run.url, batch_rows_for(spec, cfg), retries=cfg.dask.retries,
