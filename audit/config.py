@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -378,3 +379,46 @@ def yaml_kind(value: object) -> str:
 def packaged_file(folder: str, name: str) -> Path:
     """A YAML file shipped in audit.pipelines (rules, configs, prompt banks)."""
     return Path(str(resources.files("audit.pipelines").joinpath(folder, name)))
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def resolve_section(
+    manifest_config: Mapping[str, Any],
+    name: str,
+    model: type[SectionT],
+    config_path: str | None,
+    overrides: Mapping[str, Any] | None,
+    *,
+    usage: str,
+    nested: bool = True,
+) -> SectionT:
+    """A finished run's ``name:`` config section (its defaults for runs written before the section
+    existed), replaced by ``config_path``'s section when given, then ``name.*`` overrides; a one-line
+    ConfigError when invalid. ``usage`` says which keys the command takes, for the error; ``nested``
+    allows overrides of nested keys (``name.a.b``)."""
+    section: dict[str, Any] = dict(manifest_config.get(name) or {})
+    if config_path is not None:
+        section = getattr(load_config(config_path), name).model_dump(mode="json")
+    for key, value in (overrides or {}).items():
+        head, _, rest = key.partition(".")
+        if head != name or not rest or (not nested and "." in rest):
+            raise ConfigError(f"override '{key}': {usage}")
+        target = section
+        *parents, last = rest.split(".")
+        for part in parents:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{key}': '{part}' is not a section")
+            target = child
+        target[last] = value
+    try:
+        return model.model_validate(section)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            allowed = ", ".join(model.model_fields)
+            raise ConfigError(f"unknown config key '{name}.{loc}' (allowed here: {allowed})") from None
+        raise ConfigError(f"invalid value for '{name}.{loc}': {first['msg']}") from None

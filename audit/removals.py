@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import ValidationError
 
-from audit.config import RemovalSettings, load_config
+from audit.config import RemovalSettings, resolve_section
 from audit.errors import ConfigError
 from audit.render_policy import never_render
 from audit.review import DecisionRow, severity_rank
@@ -92,25 +91,10 @@ def resolve_policy(
 ) -> RemovalSettings:
     """The run's ``removal:`` section (defaults for runs written before it existed), replaced by
     ``config_path``'s when given, then ``removal.*`` overrides; one-line ConfigError when invalid."""
-    section: dict[str, Any] = dict(manifest_config.get("removal") or {})
-    if config_path is not None:
-        section = load_config(config_path).removal.model_dump(mode="json")
-    for key, value in (overrides or {}).items():
-        head, _, name = key.partition(".")
-        if head != "removal" or not name or "." in name:
-            raise ConfigError(
-                f"override '{key}': the report takes removal.* keys only (removal.min_severity)"
-            )
-        section[name] = value
-    try:
-        return RemovalSettings.model_validate(section)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            allowed = ", ".join(RemovalSettings.model_fields)
-            raise ConfigError(f"unknown config key 'removal.{loc}' (allowed here: {allowed})") from None
-        raise ConfigError(f"invalid value for 'removal.{loc}': {first['msg']}") from None
+    return resolve_section(
+        manifest_config, "removal", RemovalSettings, config_path, overrides,
+        usage="the report takes removal.* keys only (removal.min_severity)", nested=False,
+    )  # fmt: skip
 
 
 def check_rule_ids(policy: RemovalSettings, rules_ref: str) -> str | None:

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from audit.config import AuditConfig, load_config, parse_override
+from audit.config import (
+    AuditConfig,
+    EvaluationSettings,
+    RemovalSettings,
+    load_config,
+    parse_override,
+    resolve_section,
+)
 from audit.errors import ConfigError
 
 
@@ -102,3 +110,42 @@ def test_dask_listens_on_loopback_unless_configured() -> None:
 def test_dask_dashboard_address_needs_host_and_port(address: str) -> None:
     with pytest.raises(ConfigError, match=r"'dask\.dashboard_address': .*HOST:PORT"):
         load_config(None, {"dask.dashboard_address": address})
+
+
+def test_a_runs_section_resolves_from_manifest_then_config_file_then_overrides(tmp_path) -> None:
+    manifest = {"removal": {"min_severity": "high"}, "evaluation": {"seed": 4}}
+    got = resolve_section(manifest, "removal", RemovalSettings, None, {}, usage="u")
+    assert got.min_severity == "high" and got.confirmed is True
+    assert resolve_section({}, "removal", RemovalSettings, None, None, usage="u") == RemovalSettings()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("removal:\n  min_severity: low\nevaluation:\n  seed: 9\n", encoding="utf-8")
+    from_file = resolve_section(
+        manifest, "removal", RemovalSettings, str(cfg), {"removal.confirmed": False}, usage="u"
+    )
+    assert (from_file.min_severity, from_file.confirmed) == ("low", False)
+    nested = resolve_section(
+        manifest, "evaluation", EvaluationSettings, None, {"evaluation.categories.slur": "hate"}, usage="u"
+    )
+    assert nested.seed == 4 and nested.categories["slur"] == "hate"
+    cases = [
+        ("removal", RemovalSettings, {"clip.batch_size": 2}, False, "override 'clip.batch_size': usage here"),
+        ("removal", RemovalSettings, {"removal.a.b": 1}, False, "override 'removal.a.b': usage here"),
+        (
+            "removal",
+            RemovalSettings,
+            {"removal.minseverity": "x"},
+            False,
+            "unknown config key 'removal.minseverity'",
+        ),
+        (
+            "removal",
+            RemovalSettings,
+            {"removal.min_severity": "huge"},
+            False,
+            "invalid value for 'removal.min_severity'",
+        ),
+        ("evaluation", EvaluationSettings, {"evaluation.seed.x": 1}, True, "'seed' is not a section"),
+    ]
+    for name, model, overrides, nested_ok, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            resolve_section(manifest, name, model, None, overrides, usage="usage here", nested=nested_ok)

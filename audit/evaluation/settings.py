@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from audit.config import EvaluationSettings, load_config
+from audit.config import EvaluationSettings, resolve_section
 from audit.errors import ConfigError
 
 DESIGN_KEYS = ("seed", "flagged_per_stratum", "flagged_bands", "unflagged_per_stratum", "unflagged_far",
@@ -25,30 +23,10 @@ def resolve_settings(
 ) -> EvaluationSettings:
     """The run's ``evaluation:`` section (defaults for runs audited before it existed), replaced by
     ``config_path``'s when given, then ``evaluation.*`` overrides; one-line ConfigError when invalid."""
-    section: dict[str, Any] = dict(manifest_config.get("evaluation") or {})
-    if config_path is not None:
-        section = load_config(config_path).evaluation.model_dump(mode="json")
-    for key, value in (overrides or {}).items():
-        head, _, name = key.partition(".")
-        if head != "evaluation" or not name:
-            raise ConfigError(f"override '{key}': evaluate takes evaluation.* keys only (evaluation.seed=3)")
-        target = section
-        *parents, last = name.split(".")
-        for part in parents:
-            nested = target.setdefault(part, {})
-            if not isinstance(nested, dict):
-                raise ConfigError(f"override '{key}': '{part}' is not a section")
-            target = nested
-        target[last] = value
-    try:
-        return EvaluationSettings.model_validate(section)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            allowed = ", ".join(EvaluationSettings.model_fields)
-            raise ConfigError(f"unknown config key 'evaluation.{loc}' (allowed here: {allowed})") from None
-        raise ConfigError(f"invalid value for 'evaluation.{loc}': {first['msg']}") from None
+    return resolve_section(
+        manifest_config, "evaluation", EvaluationSettings, config_path, overrides,
+        usage="evaluate takes evaluation.* keys only (evaluation.seed=3)",
+    )  # fmt: skip
 
 
 def design_settings(settings: EvaluationSettings) -> dict[str, Any]:
