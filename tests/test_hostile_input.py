@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -15,21 +14,7 @@ from audit.model_cache import get_models
 from audit.readers import normalize
 from audit.shard_audit import score_shard_table, split_quarantine
 from audit.shards import ShardSpec, column_map
-
-
-def _png_header_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims huge dimensions (a decompression bomb's calling card)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
-        + chunk(b"IEND", b"")
-    )
+from tests.hostile.hostile_inputs import png_header_claiming
 
 
 def _jpeg() -> bytes:
@@ -53,7 +38,7 @@ CASES: list[tuple[str, str | None, bytes | None, str | None]] = [
     ("zero-byte-image", None, b"", "image_empty"),
     ("truncated-image", None, _jpeg()[: len(_jpeg()) // 2], "image_truncated"),
     ("cut-inside-header", "", _jpeg()[:300], "image_undecodable"),
-    ("huge-dimensions", None, _png_header_claiming(100_000, 100_000), "image_too_large"),
+    ("huge-dimensions", None, png_header_claiming(100_000, 100_000), "image_too_large"),
     ("not-an-image", None, b"GIF89a-but-not-really" + b"\x00" * 20, "image_undecodable"),
     ("text-file-named-jpg", " ", b"hello, I am a text file", "image_undecodable"),
     ("nothing-at-all", None, None, "image_missing"),
