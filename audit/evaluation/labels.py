@@ -13,7 +13,6 @@ Only rows of the drawn sample take labels; never-render rows are not in it.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,17 +21,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from audit.append_only_db import BUSY_TIMEOUT_S, append_only_ddl, has_table, read_only, utc_now
 from audit.evaluation.files import EvalRun
 
 HARMS = ("sexual", "violence", "hate", "harassment", "pii")
 CATEGORIES = (*HARMS, "benign", "unsure")
-BUSY_TIMEOUT_S = 30
 
 _HARM_SUM = " + ".join(HARMS)
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS labels (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    row_id TEXT NOT NULL,
+_DDL = append_only_ddl(
+    "labels",
+    f"""row_id TEXT NOT NULL,
     reviewer TEXT NOT NULL CHECK (length(trim(reviewer)) > 0),
     {", ".join(f"{c} INTEGER NOT NULL CHECK ({c} IN (0, 1))" for c in CATEGORIES)},
     note TEXT NOT NULL DEFAULT '',
@@ -40,14 +38,8 @@ CREATE TABLE IF NOT EXISTS labels (
     -- harms, or benign alone, or unsure alone
     CHECK ({_HARM_SUM} + benign + unsure >= 1),
     CHECK (benign = 0 OR {_HARM_SUM} + unsure = 0),
-    CHECK (unsure = 0 OR {_HARM_SUM} + benign = 0)
-);
-CREATE INDEX IF NOT EXISTS labels_by_row ON labels (row_id, id);
-CREATE TRIGGER IF NOT EXISTS labels_no_update BEFORE UPDATE ON labels
-BEGIN SELECT RAISE(ABORT, 'labels are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS labels_no_delete BEFORE DELETE ON labels
-BEGIN SELECT RAISE(ABORT, 'labels are append-only'); END;
-"""
+    CHECK (unsure = 0 OR {_HARM_SUM} + benign = 0)""",
+)
 _COLUMNS = ("id", "row_id", "reviewer", *CATEGORIES, "note", "labelled_at")
 _INSERT = f"INSERT INTO labels ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' for _ in _COLUMNS[1:])})"
 
@@ -100,18 +92,9 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-@contextlib.contextmanager
-def _read(path: Path) -> Iterator[sqlite3.Connection | None]:
+def _read(path: Path) -> contextlib.AbstractContextManager[sqlite3.Connection | None]:
     """Read-only (None when there is no database yet): reading never creates or changes it."""
-    if not path.exists():
-        yield None
-        return
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-    try:
-        has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'").fetchone()
-        yield conn if has else None
-    finally:
-        conn.close()
+    return read_only(path, lambda conn: has_table(conn, "labels"))
 
 
 def _sampled(run: EvalRun, row_ids: list[str]) -> None:
@@ -138,7 +121,7 @@ def record_labels(
     if not checked:
         return []
     _sampled(run, [r for r, _ in checked])
-    at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    at = utc_now()
     out = []
     with _connect(run.labels_db) as conn:
         for row_id, cats in checked:

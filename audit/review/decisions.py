@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import io
 import sqlite3
 import threading
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from audit.append_only_db import BUSY_TIMEOUT_S, append_only_ddl, read_only, utc_now
 from audit.errors import InputFileError
 
 if TYPE_CHECKING:
@@ -38,25 +38,16 @@ DECISION_LABELS = {
     "false_positive": "Dismiss (false positive)",
     "needs_escalation": "Escalate",
 }
-BUSY_TIMEOUT_S = 30  # several reviewers on one run may write at the same moment
 
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    row_id TEXT NOT NULL,
+_DDL = append_only_ddl(
+    "decisions",
+    f"""row_id TEXT NOT NULL,
     key TEXT NOT NULL,  -- the dataset's label, kept for people reading the database
     decision TEXT NOT NULL CHECK (decision IN ({", ".join(repr(d) for d in DECISIONS)})),
     reviewer TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
-    decided_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_by_row ON decisions (row_id, id);
--- append-only in the database itself, not only by convention in this module
-CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
-BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
-BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
-"""
+    decided_at TEXT NOT NULL""",
+)
 _COLUMNS = "id, row_id, key, decision, reviewer, note, decided_at"
 _INSERT = (
     "INSERT INTO decisions (row_id, key, decision, reviewer, note, decided_at) VALUES (?, ?, ?, ?, ?, ?)"
@@ -124,22 +115,10 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-@contextlib.contextmanager
-def _read(path: Path) -> Iterator[sqlite3.Connection | None]:
+def _read(path: Path) -> contextlib.AbstractContextManager[sqlite3.Connection | None]:
     """A read-only connection (None when there is no database or no table yet): reading never
     creates or changes the database."""
-    if not path.exists():
-        yield None
-        return
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-    try:
-        yield conn if _check_keyed_by_row(conn, path) else None
-    finally:
-        conn.close()
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    return read_only(path, lambda conn: _check_keyed_by_row(conn, path))
 
 
 def _check(decision: str, reviewer: str) -> str:
@@ -164,7 +143,7 @@ def record_decision(run: ReviewRun, row_id: str, decision: str, reviewer: str, n
         key = scored_keys(run, [row_id]).get(row_id)
         if key is None:
             raise ValueError(f"{row_id!r} is neither a flagged nor a scored row of run {run.name}") from None
-    decided_at = _utc_now()
+    decided_at = utc_now()
     with _connect(db_path(run)) as conn:
         cur = conn.execute(
             _INSERT,
@@ -209,7 +188,7 @@ def record_decisions(
         )
     if not found:
         return 0
-    decided_at = _utc_now()
+    decided_at = utc_now()
     with _connect(db_path(run)) as conn:
         conn.executemany(
             _INSERT,
