@@ -41,12 +41,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from audit.benchmarks.common import machine, write_json
+from audit.benchmarks.process_tree import run_sampled
 
 TARGETS = {  # name: (comparison, threshold)
     "full_ratio_vs_scorer_bound": (">=", 0.7),
@@ -66,76 +66,23 @@ def loadavg() -> list[float]:
 # --- sampling a process tree -----------------------------------------------------------------------
 
 
-class TreeSampler:
-    """Peak RSS of a process and of each descendant, and their CPU seconds (last sample each)."""
-
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
-        self.pid, self.every_s = pid, every_s
-        self.peak: dict[int, float] = {}
-        self.cpu: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.Error:
-            return
-        while not self._stop.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                break
-            for p in procs:
-                try:
-                    with p.oneshot():
-                        rss, t = p.memory_info().rss / 2**20, p.cpu_times()
-                except psutil.Error:
-                    continue
-                self.peak[p.pid] = max(rss, self.peak.get(p.pid, 0.0))
-                self.cpu[p.pid] = t.user + t.system
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def workers(self) -> dict[str, float]:
-        others = [p for p in self.peak if p != self.pid]
-        return {
-            "driver_peak_rss_mib": round(self.peak.get(self.pid, 0.0), 1),
-            "worker_peak_rss_mib": round(max((self.peak[p] for p in others), default=0.0), 1),
-            "worker_cpu_s": round(sum(self.cpu.get(p, 0.0) for p in others), 2),
-            "driver_cpu_s": round(self.cpu.get(self.pid, 0.0), 2),
-            "processes": len(self.peak),
-        }
-
-
 def _child(kind: str, spec: dict[str, Any], timeout: float, env: dict[str, str] | None = None) -> dict:
     """Run ``--child KIND`` in a fresh interpreter; its JSON result plus the tree's memory and CPU."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "audit.benchmarks.e2e", "--child", kind, "--spec", json.dumps(spec)]
         cmd += ["--result", str(result)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, **(env or {})})  # fmt: skip
-        with TreeSampler(proc.pid) as sampler:
-            try:
-                out, _ = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, _ = proc.communicate()
-                raise RuntimeError(f"bench child {kind} timed out\n{out[-3000:]}") from None
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench child {kind} failed ({proc.returncode})\n{out[-4000:]}")
+        sampler = run_sampled(cmd, timeout, env={**os.environ, **(env or {})})
         doc = json.loads(result.read_text())
-    return {**doc, **sampler.workers()}
+    others = list(sampler.descendant_peaks)
+    return {
+        **doc,
+        "driver_peak_rss_mib": round(sampler.peak.get(sampler.pid, 0.0), 1),
+        "worker_peak_rss_mib": round(max((sampler.peak[p] for p in others), default=0.0), 1),
+        "worker_cpu_s": round(sum(sampler.cpu.get(p, 0.0) for p in others), 2),
+        "driver_cpu_s": round(sampler.cpu.get(sampler.pid, 0.0), 2),
+        "processes": len(sampler.peak),
+    }
 
 
 # --- children -------------------------------------------------------------------------------------

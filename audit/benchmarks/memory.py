@@ -27,7 +27,6 @@ import datetime as dt
 import io
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,32 +37,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit.benchmarks.common import machine, peak_rss_mib, write_json
+from audit.benchmarks.common import machine, write_json
+from audit.benchmarks.process_tree import own_peak_mib, rss_mib, run_sampled
 from audit.local_models import build_tiny_clip
 
 MAX_RATIO = 1.2
 STAGES = ("load_models", "read", "score", "flag", "write")
-
-
-def _status_mib(pid: int | str, field: str) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def hwm_mib(pid: int | str = "self") -> float | None:
-    """Peak RSS of one process (VmHWM). Not ru_maxrss: Linux carries ru_maxrss over fork and exec,
-    so a worker spawned by a 1 GB driver would report at least 1 GB whatever it used."""
-    return _status_mib(pid, "VmHWM:")
-
-
-def own_peak_mib() -> float:
-    return hwm_mib() or peak_rss_mib()
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -156,7 +135,7 @@ class RssTimeline:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss = _status_mib("self", "VmRSS:")
+            rss = rss_mib()
             if rss is not None:
                 self.samples.append((time.perf_counter() - self._t0, rss))
             self._stop.wait(0.2)
@@ -254,66 +233,10 @@ def child_shard_size(shard: str, warmup: str, run: str, batch_rows: int, clip: s
 # --- parent ---------------------------------------------------------------------------------------
 
 
-class TreeSampler:
-    """Samples a process and its descendants (psutil ships with dask.distributed): the peak of
-    their summed RSS, and each descendant's own peak (VmHWM, exact up to the last sample)."""
-
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
-        self.pid, self.every_s = pid, every_s
-        self.peak_total = 0.0
-        self.descendant_peaks: dict[int, float] = {}
-        self.available = True
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            import psutil
-        except ImportError:
-            self.available = False
-            return
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.Error:
-            return
-        while not self._stop.is_set():
-            try:
-                children = root.children(recursive=True)
-            except psutil.Error:
-                break
-            total = 0
-            for p in [root, *children]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    continue
-                if p.pid != self.pid and (hwm := hwm_mib(p.pid)) is not None:
-                    self.descendant_peaks[p.pid] = max(hwm, self.descendant_peaks.get(p.pid, 0.0))
-            self.peak_total = max(self.peak_total, total / 2**20)
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_child(args: list[str], result: Path, timeout: float, extra: dict) -> dict:
     cmd = [sys.executable, "-m", "audit.benchmarks.memory", "--child", *args, "--result", str(result)]
     cmd += ["--overrides", json.dumps(extra)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with TreeSampler(proc.pid) as sampler:
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            raise RuntimeError(f"benchmark child timed out: {' '.join(cmd)}\n{out[-3000:]}") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({proc.returncode}): {' '.join(cmd)}\n{out[-3000:]}")
+    sampler = run_sampled(cmd, timeout)
     doc = json.loads(result.read_text())
     if sampler.available:
         doc["tree_peak_mib"] = round(sampler.peak_total, 1)
