@@ -19,7 +19,6 @@ import cProfile
 import io
 import os
 import pstats
-import signal
 import socket
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 import psutil
 
 from audit.benchmarks.common import machine, write_json
+from audit.benchmarks.process_tree import stop_group
 from audit.benchmarks.synthetic_run import synth_run
 
 TARGET_S = 1.0
@@ -168,13 +168,7 @@ def serve(run_dir: Path, log: Path) -> Iterator[tuple[int, psutil.Process]]:
         )
         yield port, server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, grace_s=15)
 
 
 class RssSampler:

@@ -3,6 +3,9 @@ RSS and CPU seconds, and the peak of their summed RSS (Dask's workers are the ch
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -106,3 +109,18 @@ def run_sampled(cmd: Sequence[str], timeout: float, env: dict[str, str] | None =
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({proc.returncode}): {' '.join(cmd)}\n{out[-4000:]}")
     return sampler
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and whatever it started (its process
+    group): SIGTERM, then SIGKILL after ``grace_s``, then SIGKILL for a child it left behind."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

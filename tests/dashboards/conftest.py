@@ -4,13 +4,11 @@ Chromium, and a canary HTTP server that records every request a rendered string 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.server
 import io
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from audit.benchmarks.process_tree import stop_group
 from audit.config import packaged_file
 from audit.schemas import IMG2DATASET_PARQUET_SCHEMA
 
@@ -142,15 +141,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 
 
 def stop_process(proc: subprocess.Popen) -> None:
     """Stop the CLI and the Streamlit server it started (its own process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # a server child the CLI left behind
+    stop_group(proc)
 
 
 @pytest.fixture
