@@ -159,11 +159,11 @@ class Plan:
         inside = pa.array(position >= 0)
         columns: dict[str, pa.Array] = {}
         for name in out.column_names:
+            existing = name in table.column_names
+            if existing and _same_buffers(out.column(name), sub.column(name)):
+                continue  # passed through: nothing to put back (most columns)
             new = single_array(out.column(name)).take(take)
-            if name not in table.column_names:
-                columns[name] = new
-            elif not _same_buffers(out.column(name), sub.column(name)):
-                columns[name] = pc.if_else(inside, new, single_array(table.column(name)))
+            columns[name] = pc.if_else(inside, new, single_array(table.column(name))) if existing else new
         return set_columns(table, columns)
 
     def mark(self, table: pa.Table) -> pa.Table:
