@@ -78,12 +78,3 @@ def test_mode_ratios_and_targets_say_pass_or_fail() -> None:
     )
     assert got["worker_warm_up_s"]["pass"] and got["write_rows_per_s_per_core"]["pass"]
     assert got["peak_worker_rss_ratio_8_vs_2_shards"]["value"] == 1.0
-
-
-def test_read_through_reads_every_file_under_the_paths(tmp_path: Path) -> None:
-    (tmp_path / "a" / "deep").mkdir(parents=True)
-    (tmp_path / "a" / "x.parquet").write_bytes(b"1" * 1000)
-    (tmp_path / "a" / "deep" / "y.npy").write_bytes(b"2" * 3000)
-    (tmp_path / "z.parquet").write_bytes(b"3" * (1 << 20))
-    got = e2e.read_through([str(tmp_path / "a"), str(tmp_path / "z.parquet")], chunk=512)
-    assert got["mb"] == round((4000 + (1 << 20)) / 2**20, 1) and got["seconds"] >= 0 and got["mb_per_s"] > 0

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.benchmarks.common import machine, write_json
+from audit.benchmarks.page_cache import ResidentFiles, input_files
 from audit.benchmarks.process_tree import run_sampled
 
 TARGETS = {  # name: (comparison, threshold)
@@ -266,23 +267,6 @@ def _bounds(base: dict, names: list[str], expensive: set[str] | None = None, sha
     }
 
 
-def read_through(paths: list[str], chunk: int = 1 << 24) -> dict[str, float]:
-    """Read every file under ``paths`` once, so the audit after it reads them from the page cache:
-    the modes then measure the audit's CPU cost, not how much of a 2 GB corpus this VM's memory
-    manager left cached (a run after reclaim read at disk speed, the full mode's read stage 6x its
-    CPU seconds). Returns what was read and how fast (a cold cache shows as a low MB/s)."""
-    roots = [Path(p) for p in paths]
-    files = [f for r in roots for f in ([r] if r.is_file() else sorted(r.rglob("*"))) if f.is_file()]
-    t0, total = time.perf_counter(), 0
-    for f in files:
-        with open(f, "rb", buffering=0) as fh:
-            while block := fh.read(chunk):
-                total += len(block)
-    seconds = time.perf_counter() - t0
-    mb = total / 2**20
-    return {"mb": round(mb, 1), "seconds": round(seconds, 2), "mb_per_s": round(mb / max(seconds, 1e-9), 1)}
-
-
 def _mode(name: str, result: dict, bound: dict, workers: int, load: tuple[list, list]) -> dict[str, Any]:
     rows = result["rows_in"]
     shards_s = result["timings_s"].get("shards", result["wall_s"])
@@ -361,10 +345,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def audit(name: str, shards: list[str], overrides: dict | None = None) -> dict:
         out = runs / name
         subprocess.run(["rm", "-rf", str(out)], check=True)
-        cache = read_through(shards)  # each mode starts from the page cache, not this VM's disk
-        before = loadavg()
-        res = _child("audit", {"shards": shards, "out": str(out), "overrides": overrides or {}}, args.timeout)
-        return {**res, "input_read_before_run": cache, "_load": (before, loadavg())}
+        # the input stays in memory for the run: the mode measures the audit, not this VM's disk
+        with ResidentFiles(input_files(shards)) as resident:
+            before = loadavg()
+            res = _child(
+                "audit", {"shards": shards, "out": str(out), "overrides": overrides or {}}, args.timeout
+            )
+        return {**res, "input_in_memory": resident.summary(), "_load": (before, loadavg())}
 
     # full: precomputed embeddings, every scorer on every row
     base = _child("scorers", {**scorer_spec, "text": True, "embeddings": True}, args.timeout)
@@ -480,16 +467,14 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {r['write_rows_per_s_per_core'] or 0:,.0f} / {r['write_rows_per_cpu_s'] or 0:,.0f} "
             f"| {r['driver_peak_rss_mib']:,.0f} / {r['worker_peak_rss_mib']:,.0f} |"
         )
-    reads = [
-        f"{k} {r['input_read_before_run']['mb_per_s']:,.0f}"
-        for k, r in m.items()
-        if "input_read_before_run" in r
-    ]
-    if reads:
+    held = {k: r["input_in_memory"] for k, r in m.items() if "input_in_memory" in r}
+    if held:
+        how = "locked in memory (mlock)" if all(h["locked"] for h in held.values()) else "read once before"
+        rates = ", ".join(f"{k} {h['mb_per_s']:,.0f}" for k, h in held.items())
         lines += [
             "",
-            "Each mode's input was read once before its run, so the run reads it from the page cache "
-            f"(MB/s of that read: {', '.join(reads)}; a few hundred MB/s means it came from disk).",
+            f"Each mode's input files were {how} its run, so the run reads them from memory, not from "
+            f"this VM's disk (MB/s of reading them in: {rates}; a few hundred MB/s means from disk).",
         ]
     w = doc["warm_up"]
     lines += ["", "Worker warm-up (imports, models, first batch): "
