@@ -35,7 +35,7 @@ from audit.config import CascadeSettings
 from audit.images import DecodedImage
 from audit.rules import Condition, Rule, RuleSet, rule_mask
 from audit.schemas import SCORE_COLUMNS
-from audit.tables import active_rows, set_columns, single_array
+from audit.tables import active_rows, scatter_array, set_columns, single_array
 
 CANDIDATE, SAMPLED, SKIPPED = "candidate", "audit_sample", "skipped_by_cascade"
 # columns the expensive tier never reads (pixels come as decoded images): not copied for it
@@ -153,16 +153,15 @@ class Plan:
         sub = narrow.take(pa.array(rows, pa.int64()))
         at = {int(i): j for j, i in enumerate(rows)}
         out = tier(sub, {at[i]: im for i, im in images.items() if i in at})
-        position = np.full(table.num_rows, -1, np.int64)
-        position[rows] = np.arange(rows.size)
-        take = pa.array(position, mask=position < 0)
-        inside = pa.array(position >= 0)
+        inside = np.zeros(table.num_rows, bool)
+        inside[rows] = True
+        inside = pa.array(inside)
         columns: dict[str, pa.Array] = {}
         for name in out.column_names:
             existing = name in table.column_names
             if existing and _same_buffers(out.column(name), sub.column(name)):
                 continue  # passed through: nothing to put back (most columns)
-            new = single_array(out.column(name)).take(take)
+            new = scatter_array(table.num_rows, rows, single_array(out.column(name)))
             columns[name] = pc.if_else(inside, new, single_array(table.column(name))) if existing else new
         return set_columns(table, columns)
 

@@ -46,6 +46,7 @@ class ResidentFiles:
     def __init__(self, files: list[Path], chunk: int = 1 << 24) -> None:
         self.files, self.chunk = files, chunk
         self._maps: list[tuple[int, int]] = []
+        self._libc: ctypes.CDLL | None = None
         self.locked = False
         self.error: str | None = None
         self.bytes = 0
@@ -61,7 +62,7 @@ class ResidentFiles:
 
     def _lock_all(self) -> bool:
         try:
-            libc = _libc()
+            libc = self._libc = _libc()
         except OSError as e:
             self.error = str(e)
             return False
@@ -94,9 +95,9 @@ class ResidentFiles:
                     self.bytes += len(block)
 
     def _release(self) -> None:
-        if not self._maps:
+        if not self._maps or self._libc is None:
             return
-        libc = _libc()
+        libc = self._libc
         for addr, size in self._maps:
             libc.munlock(addr, size)
             libc.munmap(addr, size)

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from audit.concepts import ConceptProbes
-from audit.tables import embedding_matrix, set_columns
+from audit.tables import embedding_matrix, scatter_array, set_columns
 
 OUTPUT_COLUMNS = ("concept_scores", "concept_hits", "identity_top")
 SCORES_TYPE = pa.map_(pa.string(), pa.float32())
@@ -30,13 +30,9 @@ def score_concepts(table: pa.Table, *, probes: ConceptProbes) -> pa.Table:
     keys = pa.array(probes.ids, pa.string()).take(pa.array(np.tile(np.arange(k, dtype=np.int32), idx.size)))
     offsets = pa.array(np.arange(0, (idx.size + 1) * k, k, dtype=np.int32))
     score_map = pa.MapArray.from_arrays(offsets, keys, pa.array(scores.reshape(-1), pa.float32()))
-    # present rows -> their rows of the batch; a null position takes a null
-    position = np.full(n, -1, np.int64)
-    position[idx] = np.arange(idx.size)
-    at = pa.array(position, mask=position < 0)
     columns = {
-        "concept_scores": score_map.take(at),
-        "concept_hits": hit_lists.take(at),
-        "identity_top": identity_top.take(at),
+        "concept_scores": scatter_array(n, idx, score_map),
+        "concept_hits": scatter_array(n, idx, hit_lists),
+        "identity_top": scatter_array(n, idx, identity_top),
     }
     return set_columns(table, columns)

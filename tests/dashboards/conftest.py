@@ -139,11 +139,6 @@ def wait_healthy(port: int, proc: subprocess.Popen, log: Path, timeout: float = 
     raise TimeoutError(f"streamlit did not answer on port {port} within {timeout}s")
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    """Stop the CLI and the Streamlit server it started (its own process group)."""
-    stop_group(proc)
-
-
 @pytest.fixture
 def serve_dashboard(tmp_path: Path) -> Iterator[Callable[..., int]]:
     """Start `mmaudit dashboard --run RUN` (as `make dashboard` does) on a free port; return the port."""
@@ -166,7 +161,7 @@ def serve_dashboard(tmp_path: Path) -> Iterator[Callable[..., int]]:
 
     yield serve
     for proc in procs:
-        stop_process(proc)
+        stop_group(proc)  # the CLI and the Streamlit server it started (its process group)
 
 
 @pytest.fixture
