@@ -67,14 +67,30 @@ def _sorted_counts(counter: Counter[str]) -> dict[str, int]:
     return dict(sorted(counter.items()))
 
 
-def _write_flags(run: RunFolder, shard_ids: list[str]) -> tuple[int, Counter[str], Counter[str]]:
+# a run's flags up to this many rows are merged in memory: each shard's part is read once, not
+# once per severity level (bench-e2e, 40k flags in 8 shards: 32 reads, 0.85 s of finalize's 1.6)
+FLAGS_MERGED_IN_MEMORY = 1_000_000
+
+
+def _write_flags(
+    run: RunFolder, shard_ids: list[str], *, in_memory_rows: int = FLAGS_MERGED_IN_MEMORY
+) -> tuple[int, Counter[str], Counter[str]]:
     """RUN/flags.parquet ordered by severity (highest first), shard, then row, written one severity
-    level and one shard at a time; returns (rows, by reason, by severity)."""
+    level and one shard at a time; returns (rows, by reason, by severity). The shards' parts are
+    held in memory while they add up to at most ``in_memory_rows`` rows, else read again per level."""
     ranks: set[int] = set()
     by_reason: Counter[str] = Counter()
     by_severity: Counter[str] = Counter()
+    held: dict[str, pa.Table] | None = {}
+    held_rows = 0
     for s in shard_ids:
-        t = run.read_parquet(run.part("flags", s), columns=["severity_rank", "severity", "reasons"])
+        if held is not None:
+            t = held[s] = run.read_parquet(run.part("flags", s), schema=FLAGS_SCHEMA)
+            held_rows += t.num_rows
+            if held_rows > in_memory_rows:
+                held = None  # stream instead: memory stays bounded at any corpus size
+        else:
+            t = run.read_parquet(run.part("flags", s), columns=["severity_rank", "severity", "reasons"])
         ranks.update(t.column("severity_rank").to_pylist())
         by_severity.update(str(v) for v in t.column("severity").to_pylist())
         by_reason.update(str(x) for reasons in t.column("reasons").to_pylist() for x in reasons)
@@ -82,7 +98,11 @@ def _write_flags(run: RunFolder, shard_ids: list[str]) -> tuple[int, Counter[str
     def tables() -> Iterator[pa.Table]:
         for rank in sorted(ranks, reverse=True):
             for s in sorted(shard_ids):
-                t = run.read_parquet(run.part("flags", s), schema=FLAGS_SCHEMA)
+                t = (
+                    held[s]
+                    if held is not None
+                    else run.read_parquet(run.part("flags", s), schema=FLAGS_SCHEMA)
+                )
                 t = t.filter(pc.equal(t["severity_rank"], rank))
                 if t.num_rows:
                     yield t.sort_by("row_index")
