@@ -238,46 +238,85 @@ def any_rule_fires(table: pa.Table, rules: RuleSet, *, clip_meaningful: bool) ->
 def apply_rules(scores: pa.Table, rules: RuleSet, *, clip_meaningful: bool) -> pa.Table:
     """One FLAGS_SCHEMA row per row that at least one rule fires on (plus KNOWN_BAD_RULE)."""
     active = _active_rules(rules, clip_meaningful)
-    masks = {r.id: rule_mask(scores, r) for r in active}
-    any_fired = np.zeros(scores.num_rows, dtype=bool)
-    for m in masks.values():
-        any_fired |= m
-    rows = np.flatnonzero(any_fired)
-    flagged = scores.take(pa.array(rows, pa.int64()))  # per-row Python work only for flagged rows
-    known_bad = dict(zip(rows.tolist(), flagged.column("known_bad_match").to_pylist(), strict=True))
-    score_values = {
-        c.score: dict(zip(rows.tolist(), flagged.column(c.score).to_pylist(), strict=True))
-        for r in active
-        for c in r.conditions
-        if not isinstance(c.value, str)
-    }
-    out: dict[str, list] = {name: [] for name in FLAGS_SCHEMA.names}
-    for i in rows:
-        fired = [r for r in active if masks[r.id][i]]
-        rank = max(SEVERITIES.index(r.severity) for r in fired)
-        numeric = [(r, c) for r in fired for c in r.conditions if not isinstance(c.value, str)]
-        out["reasons"].append(list(dict.fromkeys(r.reason for r in fired)))
-        out["rules"].append([r.id for r in fired])
-        out["severity"].append(SEVERITIES[rank])
-        out["severity_rank"].append(rank)
-        out["scores"].append(
-            sorted(
-                {
-                    c.score: score_values[c.score][i]
-                    for _, c in numeric
-                    if score_values[c.score][i] is not None
-                }.items()
-            )
-        )
-        out["thresholds"].append(sorted({f"{r.id}:{c.score}": float(c.value) for r, c in numeric}.items()))
+    fired_all = np.column_stack([rule_mask(scores, r) for r in active])  # rows x rules
+    rows = np.flatnonzero(fired_all.any(axis=1))
+    if not rows.size:
+        return FLAGS_SCHEMA.empty_table()
+    flagged = scores.take(pa.array(rows, pa.int64()))
+    # rows that fire the same rules share reasons, severity and thresholds: each set of fired
+    # rules is described once and spread over its rows by one take (no Python per flagged row)
+    fired = fired_all[rows]
+    first, inverse = _distinct_rows(fired)
+    which = pa.array(inverse, pa.int64())
+    fired_sets = [[r for r, hit in zip(active, fired[i], strict=True) if hit] for i in first.tolist()]
+    schema = {f.name: f.type for f in FLAGS_SCHEMA}
+
+    def per_set(name: str, values: list) -> pa.Array:
+        return pa.array(values, schema[name]).take(which)
+
+    ranks = [max(SEVERITIES.index(r.severity) for r in f) for f in fired_sets]
+    out: dict[str, pa.Array] = {
+        "reasons": per_set("reasons", [list(dict.fromkeys(r.reason for r in f)) for f in fired_sets]),
+        "rules": per_set("rules", [[r.id for r in f] for f in fired_sets]),
+        "severity": per_set("severity", [SEVERITIES[k] for k in ranks]),
+        "severity_rank": per_set("severity_rank", ranks),
         # (bool conditions count as numeric: True is 1.0 in the scores and thresholds maps)
-        out["clip_meaningful"].append(clip_meaningful)
-        out["render_blocked"].append(any(r.never_render for r in fired) or known_bad[i] is True)
-    taken = flagged
+        "thresholds": per_set(
+            "thresholds",
+            [
+                sorted({f"{r.id}:{c.score}": float(c.value) for r in f for c in _numeric(r)}.items())
+                for f in fired_sets
+            ],
+        ),
+        "scores": _fired_scores(flagged, fired_sets, inverse, schema["scores"]),
+        "clip_meaningful": pa.array(np.full(rows.size, clip_meaningful)),
+    }
+    never = np.asarray([any(r.never_render for r in f) for f in fired_sets])[inverse]
+    known_bad = pc.fill_null(pc.equal(flagged.column("known_bad_match"), True), False)
+    out["render_blocked"] = pa.array(never | known_bad.to_numpy(zero_copy_only=False))
     for name in (
         *("row_id", "key", "shard_id", "row_index", "url", "caption", "ocr_text"),
         *("known_bad_match", "sha256", "image_phash", "image_pdq", "known_bad_list", "known_bad_distance"),
         "cascade_status",
     ):
-        out[name] = taken.column(name).to_pylist() if name in taken.column_names else [None] * len(rows)
-    return pa.table(out, schema=FLAGS_SCHEMA)
+        if name in flagged.column_names:
+            out[name] = single_array(flagged.column(name)).cast(schema[name])
+        else:
+            out[name] = pa.nulls(rows.size, schema[name])
+    return pa.table([out[name] for name in FLAGS_SCHEMA.names], schema=FLAGS_SCHEMA)
+
+
+def _distinct_rows(fired: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each distinct row's first occurrence, each row's distinct-row number) of a bool
+    matrix; rows as integers while they fit 63 bits (np.unique over axis 0 sorts them as bytes)."""
+    if fired.shape[1] <= 63:
+        codes = fired.astype(np.int64) @ (np.int64(1) << np.arange(fired.shape[1], dtype=np.int64))
+        _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(fired, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+def _numeric(rule: Rule) -> list[Condition]:
+    return [c for c in rule.conditions if not isinstance(c.value, str)]
+
+
+def _fired_scores(
+    flagged: pa.Table, fired_sets: list[list[Rule]], which: np.ndarray, map_type: pa.DataType
+) -> pa.Array:
+    """Per flagged row, its fired rules' numeric scores that are present, sorted by name."""
+    names = sorted({c.score for f in fired_sets for r in f for c in _numeric(r)})
+    used = np.asarray(
+        [[n in {c.score for r in f for c in _numeric(r)} for n in names] for f in fired_sets], dtype=bool
+    ).reshape(len(fired_sets), len(names))  # (sets x 0 where only string conditions fired)
+    values = np.empty((flagged.num_rows, len(names)), np.float64)
+    present = used[which]
+    for j, name in enumerate(names):
+        col = flagged.column(name)
+        values[:, j] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        present[:, j] &= pc.is_valid(col).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(flagged.num_rows + 1, np.int32)
+    np.cumsum(present.sum(axis=1), out=offsets[1:])
+    _, column = np.nonzero(present)  # row-major: each row's names in sorted order
+    keys = pa.array(names, pa.string()).take(pa.array(column, pa.int64()))
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, pa.array(values[present]), type=map_type)
