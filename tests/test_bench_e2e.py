@@ -55,6 +55,29 @@ def test_scorer_bound_sums_seconds_per_row_and_weights_the_expensive_tier() -> N
     assert e2e._scorer_bound(rates, ["a", "b"], {"b"}, 0.1) == pytest.approx(1 / (0.001 + 0.001))
 
 
+def test_a_baseline_measured_around_an_audit_averages_seconds_per_row() -> None:
+    before = {"rates_per_cpu_s": {"a": 1000.0, "b": 100.0}, "rates_per_wall_s": {"a": 500.0, "b": 100.0},
+              "loadavg": [1.0]}  # fmt: skip
+    after = {"rates_per_cpu_s": {"a": 500.0, "b": 100.0}, "rates_per_wall_s": {"a": 500.0, "b": 50.0},
+             "loadavg": [2.0]}  # fmt: skip
+    base = e2e._around(before, after)
+    assert base["rates_per_cpu_s"]["a"] == pytest.approx(1 / ((0.001 + 0.002) / 2))
+    assert base["rates_per_wall_s"]["b"] == pytest.approx(1 / ((0.01 + 0.02) / 2))
+    bound = e2e._bounds(base, ["a", "b"])
+    assert bound["cpu_before"] == pytest.approx(1 / 0.011) and bound["cpu_after"] == pytest.approx(1 / 0.012)
+    assert bound["cpu"] == pytest.approx(1 / 0.0115)  # between the two, from the mean seconds
+    assert bound["loadavg_when_measured"] == [[1.0], [2.0]]
+
+
+def test_a_rate_is_the_median_pass_not_the_luckiest(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_clock = iter([0.0, 1.0, 1.0, 5.0, 5.0, 7.0])  # passes of 1, 4 and 2 CPU-seconds
+    wall_clock = iter([0.0, 2.0, 2.0, 3.0, 3.0, 6.0])  # 2, 1 and 3 seconds
+    monkeypatch.setattr(e2e.time, "process_time", lambda: next(cpu_clock))
+    monkeypatch.setattr(e2e.time, "perf_counter", lambda: next(wall_clock))
+    cpu, wall = e2e._rate(lambda items: None, list(range(100)))
+    assert (cpu, wall) == (pytest.approx(50.0), pytest.approx(50.0))  # the best pass: 100 and 100
+
+
 def test_mode_ratios_and_targets_say_pass_or_fail() -> None:
     result = {
         "rows_in": 10_000, "wall_s": 10.0, "timings_s": {"shards": 8.0},

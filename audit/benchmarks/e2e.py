@@ -16,17 +16,18 @@ random weights, as no weights can be downloaded here; neighbours off, see below)
   no embedding);
 - ``images``: the JPEG set (pixels: CLIP's image tower, open_nsfw, NudeNet, OCR).
 
-Baselines, measured in the same run just before each mode (the machine may be shared; its load
-average is recorded before and after every phase): each scorer the mode runs, standalone through
-its public ``score`` API on alt-text captions (or the JPEGs), pinned to one core. The scorer-bound
-rate is 1 / (sum of their seconds per row); for the cascade the expensive tier's seconds count
-for the share of rows it ran on. Reported: rows/s end to end (whole ``run_audit``) and in the
-shard phase, seconds per stage (summed over workers), worker warm-up (a fresh process importing
-and building the models and scoring its first batch, with the caches warm and cold), peak RSS of
-the driver and of the largest worker, the writer's rows/s per worker-second, and two ratios:
-``e2e / (workers x scorer-bound)`` (the issue's, wall-clock: hurt by other load on the machine)
-and ``rows per worker CPU-second / scorer-bound`` (the same efficiency from CPU time, which other
-load does not move). Each target is recorded with its measured value and pass or fail.
+Baselines, measured in the same run just before and just after each mode (the machine may be shared;
+its load average is recorded before and after every phase): each scorer the mode runs, standalone
+through its public ``score`` API on alt-text captions (or the JPEGs), pinned to one core, the median
+of three passes; a scorer's seconds per row are the mean of the two measurements (the images mode:
+one, before). The scorer-bound rate is 1 / (sum of their seconds per row); for the cascade the
+expensive tier's seconds count for the share of rows it ran on. Reported: rows/s end to end (whole
+``run_audit``) and in the shard phase, seconds per stage (summed over workers), worker warm-up (a
+fresh process importing and building the models and scoring its first batch, with the caches warm
+and cold), peak RSS of the driver and of the largest worker, the writer's rows/s per worker-second,
+and two ratios: ``e2e / (workers x scorer-bound)`` (the issue's, wall-clock: hurt by other load on
+the machine) and ``rows per worker CPU-second / scorer-bound`` (the same efficiency from CPU time,
+which other load does not move). Each target is recorded with its measured value and pass or fail.
 
 Neighbours (FAISS) are corpus-wide and benchmarked by ``make bench-neighbours``; they are off here
 so the rates measure the per-row audit.
@@ -38,6 +39,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,17 +143,19 @@ def _captions(root: str, n: int) -> list[str]:
     return pq.read_table(files[0], columns=["caption"]).column("caption").to_pylist()[:n]
 
 
-def _rate(fn, items: list, reps: int = 2) -> tuple[float, float]:
+def _rate(fn, items: list, reps: int = 3) -> tuple[float, float]:
     """(items per CPU-second, items per wall-second) of ``fn(items)`` on this (pinned, one-thread)
-    process: the best of ``reps`` runs after one warm-up call. CPU time is what the scorer costs
-    whatever else runs on the machine; the wall rate is what it got in this run."""
+    process: the median of ``reps`` runs after one warm-up call (the best one was the luckiest
+    second on this VM, whose speed drifts by 20% within a minute). CPU time is what the scorer
+    costs whatever else runs on the machine; the wall rate is what it got in this run."""
     fn(items[: min(len(items), 64)])
-    cpu = wall = float("inf")
+    cpu, wall = [], []
     for _ in range(reps):
         c0, t0 = time.process_time(), time.perf_counter()
         fn(items)
-        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - t0)
-    return len(items) / max(cpu, 1e-9), len(items) / max(wall, 1e-9)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+    return len(items) / max(statistics.median(cpu), 1e-9), len(items) / max(statistics.median(wall), 1e-9)
 
 
 def child_scorers(spec: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +260,25 @@ def _scorer_bound(rates: dict[str, float], names: list[str], expensive: set[str]
     return 1.0 / seconds if seconds else float("inf")
 
 
-def _bounds(base: dict, names: list[str], expensive: set[str] | None = None, share: float = 1.0) -> dict:
+def _around(before: dict, after: dict) -> dict:
+    """One baseline from the scorers' rates measured just before and just after a mode's audit: per
+    scorer the mean of the two seconds per row, as the audit ran between them."""
+
+    def mean(key: str) -> dict[str, float]:
+        b, a = before[key], after[key]
+        return {n: 2.0 / (1.0 / b[n] + 1.0 / a[n]) for n in b if n in a}
+
     return {
+        "rates_per_cpu_s": mean("rates_per_cpu_s"),
+        "rates_per_wall_s": mean("rates_per_wall_s"),
+        "loadavg": [before["loadavg"], after["loadavg"]],
+        "before": before,
+        "after": after,
+    }
+
+
+def _bounds(base: dict, names: list[str], expensive: set[str] | None = None, share: float = 1.0) -> dict:
+    out = {
         "cpu": _scorer_bound(base["rates_per_cpu_s"], names, expensive, share),
         "wall": _scorer_bound(base["rates_per_wall_s"], names, expensive, share),
         "scorers": [n for n in names if n in base["rates_per_cpu_s"]],
@@ -265,6 +286,11 @@ def _bounds(base: dict, names: list[str], expensive: set[str] | None = None, sha
         "rates_per_wall_s_one_core": base["rates_per_wall_s"],
         "loadavg_when_measured": base["loadavg"],
     }
+    for when in ("before", "after"):  # each measurement alone: how far the machine drifted
+        if when in base:
+            out[f"cpu_{when}"] = _scorer_bound(base[when]["rates_per_cpu_s"], names, expensive, share)
+            out[f"wall_{when}"] = _scorer_bound(base[when]["rates_per_wall_s"], names, expensive, share)
+    return out
 
 
 def _mode(name: str, result: dict, bound: dict, workers: int, load: tuple[list, list]) -> dict[str, Any]:
@@ -353,13 +379,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         return {**res, "input_in_memory": resident.summary(), "_load": (before, loadavg())}
 
-    # full: precomputed embeddings, every scorer on every row
-    base = _child("scorers", {**scorer_spec, "text": True, "embeddings": True}, args.timeout)
+    # full: precomputed embeddings, every scorer on every row; each mode's baseline is measured
+    # just before and just after its audit
+    emb_spec = {**scorer_spec, "text": True, "embeddings": True}
+    before = _child("scorers", emb_spec, args.timeout)
     full = audit("full", [str(cr.root)])
+    after = _child("scorers", emb_spec, args.timeout)
+    base = _around(before, after)
     doc["modes"]["full"] = _mode("full", full, _bounds(base, emb_names), workers, full.pop("_load"))
     # cascade on the same corpus: the expensive tier counts for the share of rows it ran on
-    base = _child("scorers", {**scorer_spec, "text": True, "embeddings": True}, args.timeout)
     casc = audit("cascade", [str(cr.root)], {"cascade.enabled": True})
+    base = _around(after, _child("scorers", emb_spec, args.timeout))
     rows = (casc["cascade"] or {}).get("rows", {})
     ran = (rows.get("candidate", 0) + rows.get("audit_sample", 0)) / max(1, sum(rows.values()))
     # caption languages are detected on the same rows (and the flagged ones: not counted, so the
@@ -371,8 +401,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     small = audit("cascade_2_shards", [str(two)], {"cascade.enabled": True})
     doc["modes"]["cascade_2_shards"] = _mode("cascade_2_shards", small, cbound, workers, small.pop("_load"))
     # text-only: metadata rows, no embeddings
-    base = _child("scorers", {**scorer_spec, "text": True}, args.timeout)
+    before = _child("scorers", {**scorer_spec, "text": True}, args.timeout)
     text = audit("text_only", [str(meta.root / f"part-{i:05d}.parquet") for i in range(args.text_shards)])
+    base = _around(before, _child("scorers", {**scorer_spec, "text": True}, args.timeout))
     doc["modes"]["text_only"] = _mode(
         "text_only", text, _bounds(base, text_names), workers, text.pop("_load")
     )
@@ -467,6 +498,15 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {r['write_rows_per_s_per_core'] or 0:,.0f} / {r['write_rows_per_cpu_s'] or 0:,.0f} "
             f"| {r['driver_peak_rss_mib']:,.0f} / {r['worker_peak_rss_mib']:,.0f} |"
         )
+    drift = {k: r["scorer_bound"] for k, r in m.items() if "cpu_before" in r["scorer_bound"]}
+    if drift:
+        lines += [
+            "",
+            "Scorer-bound rows/s per core (CPU) measured just before / just after each mode's audit "
+            "(the bound above is from their mean seconds per row): "
+            + ", ".join(f"{k} {b['cpu_before']:,.0f} / {b['cpu_after']:,.0f}" for k, b in drift.items())
+            + ".",
+        ]
     held = {k: r["input_in_memory"] for k, r in m.items() if "input_in_memory" in r}
     if held:
         how = "locked in memory (mlock)" if all(h["locked"] for h in held.values()) else "read once before"
@@ -500,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=2000, help="JPEGs in the img2dataset set")
     p.add_argument("--image-audit", type=int, default=200, help="of them audited with every scorer")
     p.add_argument("--image-sample", type=int, default=48, help="JPEGs per standalone image scorer")
-    p.add_argument("--captions", type=int, default=20_000, help="captions per standalone text scorer")
+    p.add_argument("--captions", type=int, default=60_000, help="captions per standalone text scorer")
     p.add_argument("--cold-warmup", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--markdown", help="also write the summary table here (docs/benchmarks/e2e.md)")
