@@ -68,7 +68,7 @@ def score_clip_similarity(
     """
     n = table.num_rows
     active = active_rows(table)
-    status = np.asarray(table.column("image_status").to_pylist(), dtype=object)
+    status = table.column("image_status")
     pre_rows_i, pre_img = embedding_matrix(table.column("image_embedding"))
     pre_rows_t, pre_txt = embedding_matrix(table.column("text_embedding"))
     captioned = has_usable_caption(table)
@@ -81,7 +81,10 @@ def score_clip_similarity(
     in_images[np.fromiter(images.keys(), np.int64, len(images))] = True
     img_idx = active[~has_pre[active] & in_images[active]]
     # image-only rows (no usable caption) get an image embedding and no similarity
-    txt_ok = captioned & ((status == "decoded") | ((status == "absent") & cfg.encode_text_only_rows))
+    decoded, absent = (
+        pc.fill_null(pc.equal(status, v), False).to_numpy(zero_copy_only=False) for v in ("decoded", "absent")
+    )
+    txt_ok = captioned & (decoded | (absent & cfg.encode_text_only_rows))
     txt_idx = active[~has_pre[active] & txt_ok[active]]
 
     img_emb = _batched(model.encode_images, [images[int(i)] for i in img_idx], cfg.batch_size)

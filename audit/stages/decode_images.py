@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from audit.images import DecodedImage, DecodeFailure, decode_image
 from audit.jpeg_batch import DecodeCounts, decode_jpeg_batch
-from audit.tables import active_rows, quarantine, set_columns
+from audit.tables import active_rows, quarantine, scatter_array, set_columns
 
 log = logging.getLogger(__name__)
 
@@ -58,35 +58,49 @@ def decode_images(
     )
     active = np.zeros(n, bool)
     active[active_rows(table)] = True
-    status = np.full(n, None, dtype=object)
     idle = ~has_bytes & active
-    status[idle] = np.where(has_emb[idle], "precomputed", "absent")
-    problems = table.column("image_problem").to_pylist()
-    todo = np.flatnonzero(has_bytes).tolist()
-    blobs = table.column("image").take(pa.array(todo, pa.int64())).to_pylist() if todo else []
+    # rows without bytes (metadata, precomputed embeddings: most of a corpus) in Arrow; a Python
+    # step only for rows with bytes to decode
+    status = pc.if_else(
+        pa.array(idle), pa.array(np.where(has_emb, "precomputed", "absent")), pa.scalar(None, pa.string())
+    )
+    todo = np.flatnonzero(has_bytes)
+    if not todo.size:
+        return set_columns(table, {"image_status": status}), {}
+    at = pa.array(todo, pa.int64())
+    blobs = table.column("image").take(at).to_pylist()
     if cfg.jpeg_device is None:
         results = [decode_image(b, cfg.max_pixels) for b in blobs]
         counts.pil += len(blobs)
     else:
         results = decode_jpeg_batch(blobs, cfg.max_pixels, cfg.jpeg_device, counts)
-    details = table.column("quarantine_detail").to_pylist()
+    problems = table.column("image_problem").take(at).to_pylist()
+    details = table.column("quarantine_detail").take(at).to_pylist()
+    decoding: list[str | None] = [None] * len(todo)  # the status of rows with bytes
     decoded: dict[int, DecodedImage] = {}
-    for i, result in zip(todo, results, strict=True):
+    for j, (i, result) in enumerate(zip(todo.tolist(), results, strict=True)):
         if isinstance(result, DecodeFailure):
-            problems[i] = result.reason
+            problems[j] = result.reason
             if active[i]:
-                status[i] = "precomputed" if has_emb[i] else "absent"
-                details[i] = result.detail  # kept for quarantine_unscorable's detail
+                decoding[j] = "precomputed" if has_emb[i] else "absent"
+                details[j] = result.detail  # kept for quarantine_unscorable's detail
         else:
             decoded[i] = result
             if active[i]:
-                status[i] = "decoded"
+                decoding[j] = "decoded"
+    with_bytes = pa.array(has_bytes)
+
+    def put(values: list, column: str | None) -> pa.Array:
+        spread = scatter_array(n, todo, pa.array(values, pa.string()))
+        base = status if column is None else table.column(column).combine_chunks().cast(pa.string())
+        return pc.if_else(with_bytes, spread, base)
+
     return set_columns(
         table,
         {
-            "image_status": pa.array(status.tolist(), pa.string()),
-            "image_problem": pa.array(problems, pa.string()),
-            "quarantine_detail": pa.array(details, pa.string()),
+            "image_status": put(decoding, None),
+            "image_problem": put(problems, "image_problem"),
+            "quarantine_detail": put(details, "quarantine_detail"),
         },
     ), decoded
 
