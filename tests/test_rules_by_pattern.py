@@ -89,14 +89,14 @@ def _same_nan(rows: list[dict]) -> list[dict]:
 
 
 @pytest.mark.parametrize("clip_meaningful", [True, False])
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(2))
 def test_default_rules_flag_what_the_per_row_rule_flags(seed: int, clip_meaningful: bool) -> None:
     rules = load_rules("default")
-    scores = _random_scores(rules, 3000, seed)
+    scores = _random_scores(rules, 2000, seed)
     flags = apply_rules(scores, rules, clip_meaningful=clip_meaningful)
     assert flags.schema.equals(FLAGS_SCHEMA)
     want = _same_nan(_row_by_row(scores, rules, clip_meaningful))
-    assert len(want) > 500  # the random table fires most rules, in many combinations
+    assert len(want) > 400  # the random table fires most rules, in many combinations
     assert len({tuple(w["rules"]) for w in want}) > 50
     assert _compared(flags) == want
     assert set(flags.column("severity").to_pylist()) == {SEVERITIES[w["severity_rank"]] for w in want}
