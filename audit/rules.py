@@ -305,10 +305,11 @@ def _fired_scores(
     flagged: pa.Table, fired_sets: list[list[Rule]], which: np.ndarray, map_type: pa.DataType
 ) -> pa.Array:
     """Per flagged row, its fired rules' numeric scores that are present, sorted by name."""
-    names = sorted({c.score for f in fired_sets for r in f for c in _numeric(r)})
-    used = np.asarray(
-        [[n in {c.score for r in f for c in _numeric(r)} for n in names] for f in fired_sets], dtype=bool
-    ).reshape(len(fired_sets), len(names))  # (sets x 0 where only string conditions fired)
+    per_set = [{c.score for r in f for c in _numeric(r)} for f in fired_sets]
+    names = sorted(set().union(*per_set))
+    used = np.asarray([[n in scored for n in names] for scored in per_set], dtype=bool).reshape(
+        len(fired_sets), len(names)
+    )  # (sets x 0 where only string conditions fired)
     values = np.empty((flagged.num_rows, len(names)), np.float64)
     present = used[which]
     for j, name in enumerate(names):
