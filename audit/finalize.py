@@ -15,7 +15,6 @@ import pyarrow.compute as pc
 from audit.caption_duplicates import write_caption_duplicates
 from audit.cascade import add_counts, estimates
 from audit.config import AuditConfig
-from audit.language_summary import language_counts
 from audit.repeated_keys import repeated_keys
 from audit.rules import load_rules, skipped_rules
 from audit.runfolder import RunFolder
@@ -27,6 +26,7 @@ from audit.schemas import (
     ShardRecord,
     Summary,
 )
+from audit.shard_tallies import RunTallies, value_counts
 
 VERSIONED_PACKAGES = (
     "mmaudit",
@@ -91,9 +91,9 @@ def _write_flags(
                 held = None  # stream instead: memory stays bounded at any corpus size
         else:
             t = run.read_parquet(run.part("flags", s), columns=["severity_rank", "severity", "reasons"])
-        ranks.update(t.column("severity_rank").to_pylist())
-        by_severity.update(str(v) for v in t.column("severity").to_pylist())
-        by_reason.update(str(x) for reasons in t.column("reasons").to_pylist() for x in reasons)
+        ranks.update(int(v) for v in pc.unique(t.column("severity_rank")).to_pylist())
+        by_severity.update(value_counts(t.column("severity")))
+        by_reason.update(value_counts(pc.list_flatten(t.column("reasons"))))
 
     def tables() -> Iterator[pa.Table]:
         for rank in sorted(ranks, reverse=True):
@@ -121,42 +121,6 @@ def _write_quarantine(run: RunFolder, shard_ids: list[str]) -> tuple[int, Counte
             yield t
 
     return run.write_parquet_stream(run.quarantine, QUARANTINE_SCHEMA, tables()), by_reason
-
-
-def _image_status(run: RunFolder, shard_ids: list[str]) -> dict[str, int]:
-    counter: Counter[str] = Counter()
-    for s in shard_ids:
-        col = run.read_parquet(run.scores(s), columns=["image_status"]).column("image_status")
-        counter.update(_value_counts(col))
-    return _sorted_counts(counter)
-
-
-def _value_counts(col: pa.ChunkedArray) -> Counter[str]:
-    """Rows per value (null counted as 'None', as str() of it), in Arrow: no Python object per row."""
-    out: Counter[str] = Counter()
-    for item in pc.value_counts(col).to_pylist():
-        out[str(item["values"])] += int(item["counts"])
-    return out
-
-
-def _fetch_outcome(run: RunFolder, shard_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Download status and failure reasons of rows that came from img2dataset (status column)."""
-    from audit.fetch import error_reason
-
-    status: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    for s in shard_ids:
-        t = run.read_parquet(run.scores(s), columns=["fetch_status", "fetch_error"])
-        t = t.filter(pc.is_valid(t.column("fetch_status")))
-        status.update(_value_counts(t.column("fetch_status")))
-        failed = t.filter(pc.not_equal(t.column("fetch_status"), "success"))
-        for err in failed.column("fetch_error").to_pylist():  # failed downloads only
-            reasons[error_reason(err)] += 1
-    return (
-        {"status": dict(sorted(status.items())), "failure_reasons": dict(sorted(reasons.items()))}
-        if status
-        else {}
-    )
 
 
 def analyses_not_run(cfg: AuditConfig, done: list[ShardRecord]) -> dict[str, str]:
@@ -244,7 +208,8 @@ def _merge(
     flag_rows, flags_by_reason, flags_by_severity = _write_flags(run, done_ids)
     quarantine_rows, quarantine_by_reason = _write_quarantine(run, done_ids)
 
-    image_status = _image_status(run, done_ids)
+    tallies = RunTallies(r.tallies for r in done if r.tallies is not None)  # done ones have them
+    image_status = tallies.image_status
     clip = next((r.models["clip"] for r in done if "clip" in r.models), None)
     clip_meaningful = clip is not None and clip.weights != "random"
     rules = load_rules(cfg.rules)
@@ -260,7 +225,6 @@ def _merge(
             f"{keys_in_several} dataset keys appear in more than one shard ({keys_repeated} rows repeat "
             "an earlier key): rows are identified by row_id (shard:row), never by key"
         )
-    by_language, by_image_text_language = language_counts(run, done_ids)
     neighbours = {**(neighbours or {}), **caption_duplicates.result()}
     not_run = analyses_not_run(cfg, done)
     cascade_summary = cascade_estimates(cfg, done)
@@ -292,9 +256,9 @@ def _merge(
         rows_image_only=sum(r.rows_image_only for r in done),
         keys_repeated=keys_repeated,
         keys_in_several_shards=keys_in_several,
-        fetch=_fetch_outcome(run, done_ids),
-        languages=by_language,
-        image_text_languages=by_image_text_language,
+        fetch=tallies.fetch,
+        languages=tallies.languages,
+        image_text_languages=tallies.image_text_languages,
         analyses_not_run=not_run,
         cascade=cascade_summary,
     )

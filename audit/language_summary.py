@@ -1,16 +1,16 @@
 """Per-language figures for summary.json and the report: rows, flags and not-applicable counts by
-caption language, and by the language of the text read from images. Counted with Arrow group-bys
-a shard at a time: no Python object per row."""
+caption language, and by the language of the text read from images. Each shard task counts its
+own batches with Arrow group-bys (no Python object per row); finalize adds the shards' counts."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit.cascade import SKIPPED
-from audit.runfolder import RunFolder
 from audit.schemas import LanguageCounts
 
 NO_CAPTION = "none"  # image-only rows: no caption language to count them under
@@ -25,6 +25,13 @@ class _Tally:
         self.flagged: Counter[str] = Counter()
         self.reasons: dict[str, Counter[str]] = defaultdict(Counter)
         self.na: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def add_counts(self, counts: dict[str, LanguageCounts]) -> None:
+        for key, c in counts.items():
+            self.rows[key] += c.rows
+            self.flagged[key] += c.rows_flagged
+            self.reasons[key].update(c.flags_by_reason)
+            self.na[key].update(c.not_applicable)
 
     def build(self) -> dict[str, LanguageCounts]:
         return {
@@ -83,19 +90,25 @@ def _add_shard(tally: dict[str, _Tally], scores: pa.Table, flags: pa.Table) -> N
             t.na[r[side]][r["name"]] += r["count_all"]
 
 
-def language_counts(
-    run: RunFolder, shard_ids: list[str]
-) -> tuple[dict[str, LanguageCounts], dict[str, LanguageCounts]]:
-    """(by caption language, by image-text language), read a shard at a time."""
-    tally = {side: _Tally() for side in _SIDES}
-    for s in shard_ids:
-        scores = run.read_parquet(
-            run.scores(s),
-            columns=[
-                *("row_id", "caption_language", "ocr_language", "ocr_text", "not_applicable"),
-                *("cascade_status", "caption_problem"),
-            ],
-        )
-        flags = run.read_parquet(run.part("flags", s), columns=["row_id", "reasons"])
-        _add_shard(tally, scores, flags)
-    return tally["caption"].build(), tally["ocr"].build()
+class LanguageTally:
+    """A shard's per-language counts, added batch by batch as the shard task scores it."""
+
+    def __init__(self) -> None:
+        self._tally = {side: _Tally() for side in _SIDES}
+
+    def add(self, scores: pa.Table, flags: pa.Table) -> None:
+        """One batch: its scored rows and its flags (flags of quarantined rows are not counted)."""
+        if scores.num_rows:
+            _add_shard(self._tally, scores, flags)
+
+    def counts(self) -> tuple[dict[str, LanguageCounts], dict[str, LanguageCounts]]:
+        """(by caption language, by image-text language)."""
+        return self._tally["caption"].build(), self._tally["ocr"].build()
+
+
+def merge_language_counts(parts: Iterable[dict[str, LanguageCounts]]) -> dict[str, LanguageCounts]:
+    """The shards' counts added up, most rows first (ties by language)."""
+    total = _Tally()
+    for counts in parts:
+        total.add_counts(counts)
+    return total.build()

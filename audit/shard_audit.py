@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,6 +31,7 @@ from audit.readers import DEFAULT_BATCH_ROWS, iter_shard
 from audit.rules import any_rule_fires, apply_rules
 from audit.runfolder import RunFolder
 from audit.schemas import FLAGS_SCHEMA, QUARANTINE_SCHEMA, SCORES_SCHEMA, ShardRecord
+from audit.shard_tallies import ShardTally
 from audit.shards import ShardSpec
 from audit.stages.clip_similarity import ClipSimilarityConfig, captions_not_embedded, score_clip_similarity
 from audit.stages.concept_probes import score_concepts
@@ -372,6 +372,7 @@ def audit_shard(
     decode_counts = DecodeCounts()
     image_only = not_embedded = 0
     cascade_counts: dict[str, object] = {}
+    tally = ShardTally()  # the summary's counts, so finalize reads no score file back
     flush_rows = max(batch_rows, OUTPUT_ROW_GROUP_ROWS)
     with (
         _sinks(run, spec.shard_id, flush_rows) as out,
@@ -393,6 +394,8 @@ def audit_shard(
                 if cfg.cascade.enabled:
                     part = shard_counts(scored, models.rules, clip_meaningful=models.clip.meaningful)
                     cascade_counts = add_counts(cascade_counts, part)
+            with _timed(seconds, "tally"):
+                tally.add(scored, flags)
             with _timed(seconds, "write"):
                 out["scores"].add(scored)
                 out["flags"].add(flags)
@@ -435,6 +438,7 @@ def audit_shard(
         rows_image_only=image_only,
         rows_captions_not_embedded=not_embedded,
         cascade=cascade_counts,
+        tallies=tally.result(),
         keys_repeated=reader.keys_repeated,
         seconds={k: round(v, 4) for k, v in seconds.items()},
         config_hash=cfg.scoring_hash(),
@@ -448,10 +452,3 @@ def audit_shard(
     )
     run.write_json(run.shard_record(spec.shard_id), record)
     return record
-
-
-def image_status_counts(scored: pa.Table) -> dict[str, int]:
-    values, counts = np.unique(
-        np.asarray(scored.column("image_status").to_pylist(), dtype=str), return_counts=True
-    )
-    return {str(v): int(c) for v, c in zip(values, counts, strict=True)}

@@ -32,6 +32,7 @@ from audit.schemas.run_files import (
     Manifest,
     ModelRecord,
     ShardRecord,
+    ShardTallies,
     Summary,
 )
 
@@ -58,5 +59,6 @@ __all__ = [
     "ModelRecord",
     "ScoreColumn",
     "ShardRecord",
+    "ShardTallies",
     "Summary",
 ]

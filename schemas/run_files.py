@@ -26,6 +26,28 @@ class ModelRecord(_Doc):
     version: str | None = None
 
 
+class LanguageCounts(_Doc):
+    """One language's share of a run: rows, flagged rows and their reasons, and per scorer the rows
+    where it was not applicable (null score: the language is outside the scorer's)."""
+
+    rows: int = 0
+    rows_flagged: int = 0
+    flags_by_reason: dict[str, int] = Field(default_factory=dict)
+    not_applicable: dict[str, int] = Field(default_factory=dict)
+
+
+class ShardTallies(_Doc):
+    """What a shard task counts of its own scored rows, as it scores them: finalize sums these over
+    the shards instead of reading every score file back (its work follows the shards, not the rows)."""
+
+    image_status: dict[str, int] = Field(default_factory=dict)  # null counted as "None"
+    # rows that came from img2dataset: download status -> rows, failure reason -> rows
+    fetch_status: dict[str, int] = Field(default_factory=dict)
+    fetch_failure_reasons: dict[str, int] = Field(default_factory=dict)
+    languages: dict[str, LanguageCounts] = Field(default_factory=dict)
+    image_text_languages: dict[str, LanguageCounts] = Field(default_factory=dict)
+
+
 class ShardRecord(_Doc):
     """Per-shard status, written atomically by the task that audited the shard."""
 
@@ -58,16 +80,15 @@ class ShardRecord(_Doc):
     rows_captions_not_embedded: int = 0
     # cascade scoring counts (audit.cascade.shard_counts); empty when the cascade is off
     cascade: dict[str, object] = Field(default_factory=dict)
+    # the summary's per-shard counts; a finished shard always has them (a record written before
+    # they existed fails validation, so a resumed run audits that shard again)
+    tallies: ShardTallies | None = None
 
-
-class LanguageCounts(_Doc):
-    """One language's share of a run: rows, flagged rows and their reasons, and per scorer the rows
-    where it was not applicable (null score: the language is outside the scorer's)."""
-
-    rows: int = 0
-    rows_flagged: int = 0
-    flags_by_reason: dict[str, int] = Field(default_factory=dict)
-    not_applicable: dict[str, int] = Field(default_factory=dict)
+    @model_validator(mode="after")
+    def _done_has_tallies(self) -> ShardRecord:
+        if self.status == "done" and self.tallies is None:
+            raise ValueError(f"shard record {self.shard_id}: a finished shard's record carries its tallies")
+        return self
 
 
 class Summary(_Doc):

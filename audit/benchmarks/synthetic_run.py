@@ -36,6 +36,7 @@ from audit.schemas import (
     Manifest,
     ModelRecord,
     ShardRecord,
+    ShardTallies,
     Summary,
 )
 
@@ -244,6 +245,7 @@ def synth_run(root: str | Path, n_flags: int = 1_000_000, n_shards: int = 100, s
                 rows_scored=n,
                 rows_flagged=n,
                 config_hash="synthetic",
+                tallies=ShardTallies(),
             )
         )
     all_flags = pa.concat_tables(parts)
