@@ -7,6 +7,7 @@ Meta's ``pdq-photo-hasher`` matches the one computed here for the same pixels.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from importlib import metadata
 
@@ -66,11 +67,24 @@ class PdqIndex:
     QUERY_BATCH = 64  # queries whose candidate pairs are gathered at once (bounds memory)
 
     def __init__(self, hashes: Sequence[str], max_distance: int = DEFAULT_PDQ_MAX_DISTANCE) -> None:
-        codes = hex_to_bytes(hashes)
+        self._codes = hex_to_bytes(hashes)  # checked here: a malformed list fails when it is loaded
         self.max_distance = max_distance
-        self._n = len(codes)
+        self._n = len(self._codes)
         flips = max_distance // self.CHUNKS
         self.mode = "mih" if self._n >= self.MIN_MIH_SIZE and flips <= 2 else "flat"
+        self._built = False
+        self._lock = threading.Lock()  # a worker with several threads shares its models
+
+    def _build(self) -> None:
+        """The search structures, on the first query: a worker whose rows have no image bytes (text
+        only, precomputed embeddings) never builds them, nor imports FAISS."""
+        with self._lock:
+            if not self._built:
+                self._build_now()
+                self._built = True
+
+    def _build_now(self) -> None:
+        codes = self._codes
         if self.mode == "flat":
             import faiss
 
@@ -87,7 +101,7 @@ class PdqIndex:
             counts = np.bincount(chunks[order, j], minlength=1 << 16)
             self._order.append(order)
             self._starts.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-        self._probes = _flip_masks(flips)
+        self._probes = _flip_masks(self.max_distance // self.CHUNKS)
 
     def __len__(self) -> int:
         return self._n
@@ -101,6 +115,8 @@ class PdqIndex:
         if not n or not self._n:
             return dist, pos
         queries = hex_to_bytes(hashes)
+        if not self._built:
+            self._build()
         if self.mode == "flat":
             d, p = self._flat.search(queries, 1)
             hit = d[:, 0] <= self.max_distance

@@ -187,3 +187,43 @@ def test_stage_matches_by_pdq_records_quality_and_skips_featureless_images(tmp_p
     # the flat image is hashed (quality under 50) but never matched, though its own hash is listed
     assert out["image_pdq"][1] == flat_hash and out["image_pdq_quality"][1] < 50
     assert all(len(h) == 64 for h in out["image_pdq"])
+
+
+def test_the_index_is_built_on_its_first_query_so_text_only_workers_never_import_faiss() -> None:
+    """A worker whose rows carry no image bytes loads the lists but never queries PDQ: FAISS (and
+    the multi-index tables of a large list) stay unbuilt. Checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from audit.pdq import PdqIndex\n"
+        f"index = PdqIndex(['{'ab' * 32}', '{'0f' * 32}'])\n"
+        "assert 'faiss' not in sys.modules, 'built before any query'\n"
+        f"d, p = index.nearest(['{'ab' * 31 + 'aa'}'])\n"
+        "assert 'faiss' in sys.modules\n"
+        "print(int(d[0]), int(p[0]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "0"]
+
+
+def test_a_malformed_hash_still_fails_when_the_list_is_loaded_not_on_first_query() -> None:
+    with pytest.raises(ValueError):
+        PdqIndex(["not hex at all"])
+
+
+@pytest.mark.parametrize("n", [50, PdqIndex.MIN_MIH_SIZE])  # flat and multi-index
+def test_threads_querying_a_fresh_index_at_once_get_the_same_answers(n: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(n)
+    listed = [r.tobytes().hex() for r in rng.integers(0, 256, size=(n, 32), dtype=np.uint8)]
+    queries = [listed[i][:-2] + "00" for i in range(0, 40)]
+    want = PdqIndex(listed).nearest(queries)
+    index = PdqIndex(listed)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: index.nearest(queries), range(8)))
+    for d, p in results:
+        assert np.array_equal(d, want[0]) and np.array_equal(p, want[1])
+    assert (want[1] >= 0).all()
