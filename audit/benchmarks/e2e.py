@@ -59,7 +59,7 @@ TARGETS = {  # name: (comparison, threshold)
     "write_rows_per_s_per_core": (">=", 100_000),
     "peak_worker_rss_ratio_8_vs_2_shards": ("<=", 1.2),
 }
-STAGES = ("load_models", "read", "score", "flag", "write")
+STAGES = ("load_models", "read", "score", "flag", "tally", "write")
 
 
 def loadavg() -> list[float]:
