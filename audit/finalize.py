@@ -208,7 +208,10 @@ def _merge(
     flag_rows, flags_by_reason, flags_by_severity = _write_flags(run, done_ids)
     quarantine_rows, quarantine_by_reason = _write_quarantine(run, done_ids)
 
-    tallies = RunTallies(r.tallies for r in done if r.tallies is not None)  # done ones have them
+    untallied = [r.shard_id for r in done if r.tallies is None]
+    if untallied:  # a bug: audit_shard writes them, and resume audits again a record without them
+        raise AssertionError(f"finished shards without tallies: {', '.join(untallied)}")
+    tallies = RunTallies(r.tallies for r in done if r.tallies is not None)
     image_status = tallies.image_status
     clip = next((r.models["clip"] for r in done if "clip" in r.models), None)
     clip_meaningful = clip is not None and clip.weights != "random"
@@ -299,7 +302,7 @@ def write_manifest(
         kernel_backends=backends,
         device=next((r.device for r in done if r.device), cfg.device),
         scheduler=scheduler,
-        shards=records,
+        shards=[r.model_copy(update={"tallies": None}) for r in records],  # tallies: shards/<id>.json
         timings=timings,
         energy=energy,
     )
