@@ -35,7 +35,8 @@ class ShardTally:
         if not scored.num_rows:
             return
         self.image_status.update(value_counts(scored.column("image_status")))
-        fetched = scored.filter(pc.is_valid(scored.column("fetch_status")))
+        fetch = scored.select(["fetch_status", "fetch_error"])  # filter these, not the wide table
+        fetched = fetch.filter(pc.is_valid(fetch.column("fetch_status")))
         if fetched.num_rows:
             self.fetch_status.update(value_counts(fetched.column("fetch_status")))
             failed = fetched.filter(pc.not_equal(fetched.column("fetch_status"), "success"))
