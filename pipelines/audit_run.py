@@ -152,10 +152,12 @@ def _already_done(run: RunFolder, spec: ShardSpec, cfg: AuditConfig) -> ShardRec
         spec.path,
         spec.fingerprint,
     )
-    if record.status == "done" and same and record.tallies is None:
+    if record.status != "done" or not same:
+        return None
+    if record.tallies is None:
         log.info("shard record %s has no tallies (an older version wrote it); auditing the shard again", path)
         return None
-    return record if record.status == "done" and same else None
+    return record
 
 
 def _failed(spec: ShardSpec, cfg: AuditConfig, err: BaseException) -> ShardRecord:
